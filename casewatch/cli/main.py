@@ -1,0 +1,50 @@
+"""The `casewatch` command: one entry point, subcommands per cli.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from casewatch import __version__
+from casewatch.cli import check, classify, sandbox, up
+from casewatch.cli.output import fail
+from casewatch.config import ConfigError
+
+COMMANDS = (up, check, classify, sandbox)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line and exits 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="casewatch", description="Self-hosted USCIS case tracker.")
+    parser.add_argument("--version", action="version", version=f"casewatch {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+    for command in COMMANDS:
+        command.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.run(args)
+        return result
+    except ConfigError as exc:
+        return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def run() -> NoReturn:
+    sys.exit(main())

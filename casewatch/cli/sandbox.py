@@ -1,0 +1,115 @@
+"""`casewatch sandbox`: the fake USCIS Case Status API as a real HTTP server."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from casewatch.cli.output import fail
+from casewatch.core.clock import ScaledClock
+from casewatch.uscis.sandbox.app import Limits, SandboxApp
+from casewatch.uscis.sandbox.faults import FaultSpecError, parse_faults
+from casewatch.uscis.sandbox.server import serve_in_thread
+from casewatch.uscis.sandbox.world import SyntheticWorld, TraceError, TraceWorld
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "sandbox",
+        help="run the fake USCIS Case Status API",
+        description=(
+            "Serve the USCIS Case Status API's paths and JSON with synthetic cases, "
+            "staging receipts or a replayed trace. Open around the clock with no limits "
+            "unless the flags say otherwise."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--trace", type=Path, help="replay this trace CSV (trace-format.md)")
+    parser.add_argument("--clock-speed", type=float, default=1.0, metavar="X",
+                        help="sandbox time runs X times faster than real time")
+    parser.add_argument("--start", help="sandbox time at start (ISO 8601; default now, "
+                        "or the trace window's start)")
+    parser.add_argument("--faults", default="", metavar="SPEC",
+                        help="e.g. unavailable=0.1,slow=0.05,storm=0.01,malformed=0.02,"
+                        "html=0.02,token_expiry=0.01,shapes=1,seed=7 (docs/sandbox.md)")
+    parser.add_argument("--rate", type=float, metavar="R",
+                        help="spike arrest: requests at least 1/R s apart, else 429")
+    parser.add_argument("--daily-quota", type=int, metavar="N", help="requests per UTC day")
+    parser.add_argument("--office-hours", action="store_true",
+                        help="open Monday–Friday 7:00–20:00 US Eastern only, else 503")
+    parser.add_argument("--client-id", help="accept only this client id (default: any)")
+    parser.add_argument("--client-secret", help="accept only this client secret (default: any)")
+    parser.set_defaults(run=run)
+
+
+def build_app(args: argparse.Namespace) -> SandboxApp | str:
+    """The sandbox the flags describe, or a one-line reason they are wrong."""
+    if args.clock_speed <= 0:
+        return "--clock-speed must be greater than 0"
+    if args.rate is not None and args.rate <= 0:
+        return "--rate must be greater than 0"
+    if args.daily_quota is not None and args.daily_quota < 0:
+        return "--daily-quota cannot be negative"
+    try:
+        faults = parse_faults(args.faults)
+    except FaultSpecError as exc:
+        return str(exc)
+    world: SyntheticWorld | TraceWorld
+    if args.trace is not None:
+        try:
+            world = TraceWorld.from_file(args.trace)
+        except TraceError as exc:
+            return f"--trace: {exc}"
+    else:
+        world = SyntheticWorld()
+    start = None
+    if args.start:
+        try:
+            start = datetime.fromisoformat(args.start.replace("Z", "+00:00"))
+        except ValueError:
+            return f"--start is not an ISO 8601 time: {args.start!r}"
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+    elif world.trace_window is not None:
+        start = world.trace_window[0]
+    return SandboxApp(
+        world,
+        ScaledClock(start=start, speed=args.clock_speed),
+        limits=Limits(rate=args.rate, daily_quota=args.daily_quota, office_hours=args.office_hours),
+        faults=faults,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    app = build_app(args)
+    if isinstance(app, str):
+        return fail(app)
+    try:
+        server = serve_in_thread(app, args.host, args.port)
+    except OSError as exc:
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"casewatch sandbox is running at {server.url}/", flush=True)
+    print(
+        f"  token URL {server.url}/oauth/accesstoken, lookups at {server.url}/case-status/RECEIPT",
+        file=sys.stderr,
+        flush=True,
+    )
+    stop.wait()
+    server.stop()
+    return 0

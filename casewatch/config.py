@@ -1,0 +1,131 @@
+"""Settings read from the environment, and the data directory they point at.
+
+Everything an operator can set lives here, under the names fixed by the CLI
+contract, so that Django settings, the CLI and the workers agree on one reading.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+USCIS_SANDBOX_BASE_URL = "https://api-int.uscis.gov"
+USCIS_SANDBOX_TOKEN_URL = "https://api-int.uscis.gov/oauth/accesstoken"
+# Where `casewatch up` mounts its built-in sandbox beside the web app.
+BUILTIN_SANDBOX_PREFIX = "/sandbox/uscis"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class UscisSettings:
+    """How to reach USCIS: the official API, an external sandbox, or the built-in one."""
+
+    client_id: str | None
+    client_secret: str | None
+    base_url: str | None
+    token_url: str | None
+    rate_per_second: float
+    timeout_seconds: float
+
+    @property
+    def uses_builtin_sandbox(self) -> bool:
+        """No credentials and no URL: casewatch starts its own sandbox."""
+        return self.client_id is None and self.base_url is None
+
+
+def uscis_settings() -> UscisSettings:
+    client_id = _env("CASEWATCH_USCIS_CLIENT_ID")
+    client_secret = _env("CASEWATCH_USCIS_CLIENT_SECRET")
+    if (client_id is None) != (client_secret is None):
+        raise ConfigError(
+            "set both CASEWATCH_USCIS_CLIENT_ID and CASEWATCH_USCIS_CLIENT_SECRET, or neither"
+        )
+    base_url = _env("CASEWATCH_USCIS_BASE_URL")
+    token_url = _env("CASEWATCH_USCIS_TOKEN_URL")
+    if client_id is not None and base_url is None:
+        base_url = USCIS_SANDBOX_BASE_URL
+    if base_url is not None and token_url is None:
+        token_url = (
+            USCIS_SANDBOX_TOKEN_URL
+            if base_url == USCIS_SANDBOX_BASE_URL
+            else base_url.rstrip("/") + "/oauth/accesstoken"
+        )
+    for name, url in (("CASEWATCH_USCIS_BASE_URL", base_url), ("CASEWATCH_USCIS_TOKEN_URL", token_url)):
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
+    return UscisSettings(
+        client_id=client_id,
+        client_secret=client_secret,
+        base_url=base_url,
+        token_url=token_url,
+        rate_per_second=_env_float("CASEWATCH_USCIS_RATE", 10.0),
+        timeout_seconds=_env_float("CASEWATCH_USCIS_TIMEOUT", 15.0),
+    )
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("CASEWATCH_DATA_DIR") or "./var").expanduser().resolve()
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Create a file readable only by its owner, without a window where it is not."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(content)
+
+
+def ensure_data_dir() -> Path:
+    """Create the data directory and its secrets on first use; later calls only read."""
+    root = data_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        keys = root / "keys"
+        keys.mkdir(mode=0o700, exist_ok=True)
+        for name, make in (
+            ("secret_key", lambda: secrets.token_urlsafe(50)),
+            ("fernet.keys", lambda: Fernet.generate_key().decode() + "\n"),
+        ):
+            path = keys / name
+            if not path.exists():
+                try:
+                    _write_private(path, make())
+                except FileExistsError:
+                    pass  # another process created it first; theirs is as good
+    except OSError as exc:
+        raise ConfigError(f"cannot use data directory {root}: {exc.strerror}") from exc
+    return root
+
+
+def secret_key() -> str:
+    return (ensure_data_dir() / "keys" / "secret_key").read_text(encoding="utf-8").strip()
+
+
+def fernet_keys() -> list[str]:
+    """Newest key first: MultiFernet encrypts with the first and decrypts with any."""
+    text = (ensure_data_dir() / "keys" / "fernet.keys").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]

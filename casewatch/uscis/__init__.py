@@ -1,0 +1,1 @@
+"""Asking USCIS: the source protocol, the official API client and the sandbox."""
