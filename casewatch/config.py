@@ -6,15 +6,17 @@ contract, so that Django settings, the CLI and the workers agree on one reading.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet
 
 USCIS_SANDBOX_BASE_URL = "https://api-int.uscis.gov"
-USCIS_SANDBOX_TOKEN_URL = "https://api-int.uscis.gov/oauth/accesstoken"
+USCIS_SANDBOX_TOKEN_URL = "https://api-int.uscis.gov/oauth/accesstoken"  # noqa: S105
 # Where `casewatch up` mounts its built-in sandbox beside the web app.
 BUILTIN_SANDBOX_PREFIX = "/sandbox/uscis"
 
@@ -75,7 +77,10 @@ def uscis_settings() -> UscisSettings:
             if base_url == USCIS_SANDBOX_BASE_URL
             else base_url.rstrip("/") + "/oauth/accesstoken"
         )
-    for name, url in (("CASEWATCH_USCIS_BASE_URL", base_url), ("CASEWATCH_USCIS_TOKEN_URL", token_url)):
+    for name, url in (
+        ("CASEWATCH_USCIS_BASE_URL", base_url),
+        ("CASEWATCH_USCIS_TOKEN_URL", token_url),
+    ):
         if url is not None and not url.startswith(("http://", "https://")):
             raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
     return UscisSettings(
@@ -106,16 +111,16 @@ def ensure_data_dir() -> Path:
         root.mkdir(parents=True, exist_ok=True)
         keys = root / "keys"
         keys.mkdir(mode=0o700, exist_ok=True)
-        for name, make in (
-            ("secret_key", lambda: secrets.token_urlsafe(50)),
-            ("fernet.keys", lambda: Fernet.generate_key().decode() + "\n"),
-        ):
+        makers: dict[str, Callable[[], str]] = {
+            "secret_key": lambda: secrets.token_urlsafe(50),
+            "fernet.keys": lambda: Fernet.generate_key().decode() + "\n",
+        }
+        for name, make in makers.items():
             path = keys / name
             if not path.exists():
-                try:
+                # Another process may create it first; theirs is as good.
+                with contextlib.suppress(FileExistsError):
                     _write_private(path, make())
-                except FileExistsError:
-                    pass  # another process created it first; theirs is as good
     except OSError as exc:
         raise ConfigError(f"cannot use data directory {root}: {exc.strerror}") from exc
     return root

@@ -110,7 +110,10 @@ def test_formatting_round_trips(receipt: str) -> None:
 
 
 def test_pasted_lists_split_into_receipts() -> None:
-    text = "# my cases\nEAC9999103403, lin-9999-106498\n\nSRC 99 991 02777\nEAC9999103404 EAC9999103405\n"
+    text = (
+        "# my cases\nEAC9999103403, lin-9999-106498\n\n"
+        "SRC 99 991 02777\nEAC9999103404 EAC9999103405\n"
+    )
     assert split_receipt_list(text) == [
         "EAC9999103403",
         "lin-9999-106498",

@@ -143,7 +143,11 @@ def _print_human(results: list[CheckResult], lang: str, source: str) -> None:
         c = r.classification
         style = "red" if not r.ok else ("bold yellow" if c and c.urgency == "action" else None)
         table.add_row(
-            r.receipt_number, form, _title(r, lang),
-            c.category if c else "", c.urgency if c else "", style=style,
+            r.receipt_number,
+            form,
+            _title(r, lang),
+            c.category if c else "",
+            c.urgency if c else "",
+            style=style,
         )
     terminal().print(table)

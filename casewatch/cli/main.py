@@ -10,7 +10,7 @@ from typing import NoReturn
 from casewatch import __version__
 from casewatch.cli import check, classify, sandbox, up
 from casewatch.cli.output import fail
-from casewatch.config import ConfigError
+from casewatch.config import ConfigError, ensure_data_dir
 
 COMMANDS = (up, check, classify, sandbox)
 
@@ -36,6 +36,7 @@ def build_parser() -> Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        ensure_data_dir()  # Works cold: every command starts from a ready data directory.
         result: int = args.run(args)
         return result
     except ConfigError as exc:

@@ -32,18 +32,35 @@ def register(commands: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--trace", type=Path, help="replay this trace CSV (trace-format.md)")
-    parser.add_argument("--clock-speed", type=float, default=1.0, metavar="X",
-                        help="sandbox time runs X times faster than real time")
-    parser.add_argument("--start", help="sandbox time at start (ISO 8601; default now, "
-                        "or the trace window's start)")
-    parser.add_argument("--faults", default="", metavar="SPEC",
-                        help="e.g. unavailable=0.1,slow=0.05,storm=0.01,malformed=0.02,"
-                        "html=0.02,token_expiry=0.01,shapes=1,seed=7 (docs/sandbox.md)")
-    parser.add_argument("--rate", type=float, metavar="R",
-                        help="spike arrest: requests at least 1/R s apart, else 429")
+    parser.add_argument(
+        "--clock-speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="sandbox time runs X times faster than real time",
+    )
+    parser.add_argument(
+        "--start", help="sandbox time at start (ISO 8601; default now, or the trace window's start)"
+    )
+    parser.add_argument(
+        "--faults",
+        default="",
+        metavar="SPEC",
+        help="e.g. unavailable=0.1,slow=0.05,storm=0.01,malformed=0.02,"
+        "html=0.02,token_expiry=0.01,shapes=1,seed=7 (docs/sandbox.md)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="R",
+        help="spike arrest: requests at least 1/R s apart, else 429",
+    )
     parser.add_argument("--daily-quota", type=int, metavar="N", help="requests per UTC day")
-    parser.add_argument("--office-hours", action="store_true",
-                        help="open Monday–Friday 7:00–20:00 US Eastern only, else 503")
+    parser.add_argument(
+        "--office-hours",
+        action="store_true",
+        help="open Monday–Friday 7:00–20:00 US Eastern only, else 503",
+    )
     parser.add_argument("--client-id", help="accept only this client id (default: any)")
     parser.add_argument("--client-secret", help="accept only this client secret (default: any)")
     parser.set_defaults(run=run)

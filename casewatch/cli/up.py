@@ -25,8 +25,11 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("up", help="run casewatch: web app, worker and sandbox")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--demo", action="store_true",
-                        help="run the sandbox clock fast so that statuses move within minutes")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run the sandbox clock fast so that statuses move within minutes",
+    )
     parser.set_defaults(run=run)
 
 

@@ -217,7 +217,13 @@ class StatusCatalog:
             for concept, count in document_frequency.items()
         }
         self._unseen_weight = 1.0 + math.log(total + 1)
-        self._vocabulary = sorted(set(self._weights) | set(lexicon.words))
+        self._known_words = sorted(
+            set(lexicon.words)
+            | lexicon.stopwords
+            | {word for phrase, _ in lexicon.phrases for word in phrase.split()}
+            | {word for wording in self._exact for word in wording.split()}
+        )
+        self._known_set = frozenset(self._known_words)
 
     def get(self, key: str) -> Status:
         return self.statuses[key]
@@ -229,20 +235,30 @@ class StatusCatalog:
     def _weight(self, concept: str) -> float:
         return self._weights.get(concept, self._unseen_weight)
 
-    def _snap(self, concept: str) -> tuple[str, float]:
-        """A misspelt word becomes the known concept it is closest to, at a discount."""
-        if concept in self._weights or len(concept) < 4:
-            return concept, 1.0
-        match = process.extractOne(
-            concept, self._vocabulary, scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF
-        )
-        if match is None:
-            return concept, 1.0
-        word = match[0]
-        return self.lexicon.words.get(word, word), match[1] / 100.0
+    def _correct_spelling(self, cleaned: str) -> tuple[str, float]:
+        """Replace misspelt words by the known word they are closest to.
 
-    def _score(self, query: dict[str, float], candidate: frozenset[str]) -> float:
-        shared = sum(self._weight(c) * query[c] for c in candidate if c in query)
+        Returns the corrected text and the lowest similarity of any replacement,
+        which discounts the confidence: a guessed spelling is less certain.
+        """
+        words: list[str] = []
+        certainty = 1.0
+        for word in cleaned.split():
+            if word in self._known_set or len(word) < 4 or word.isdigit():
+                words.append(word)
+                continue
+            match = process.extractOne(
+                word, self._known_words, scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF
+            )
+            if match is None:
+                words.append(word)
+            else:
+                words.append(match[0])
+                certainty = min(certainty, match[1] / 100.0)
+        return " ".join(words), certainty
+
+    def _score(self, query: frozenset[str], candidate: frozenset[str]) -> float:
+        shared = sum(self._weight(c) for c in candidate & query)
         total = sum(self._weight(c) for c in query) + sum(self._weight(c) for c in candidate)
         return 2.0 * shared / total if total else 0.0
 
@@ -251,17 +267,18 @@ class StatusCatalog:
         exact = self._exact.get(cleaned)
         if exact is not None:
             return self._result(text, exact, 1.0)
-        query: dict[str, float] = {}
-        for concept in self.lexicon.concepts(cleaned):
-            snapped, similarity = self._snap(concept)
-            query[snapped] = max(query.get(snapped, 0.0), similarity)
+        corrected, certainty = self._correct_spelling(cleaned)
+        exact = self._exact.get(corrected)
+        if exact is not None and certainty >= self.threshold:
+            return self._result(text, exact, round(certainty, 3))
+        query = frozenset(self.lexicon.concepts(corrected))
         best: Status | None = None
         best_score = 0.0
         for candidate, status in self._by_concepts:
             score = self._score(query, candidate)
             if score > best_score:
                 best, best_score = status, score
-        confidence = round(best_score, 3)
+        confidence = round(best_score * certainty, 3)
         if best is None or confidence < self.threshold:
             return Classification(
                 input=text,

@@ -124,9 +124,7 @@ def _text(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def parse_case_status(
-    body: str, receipt_number: str, source: SourceName
-) -> Found | Malformed:
+def parse_case_status(body: str, receipt_number: str, source: SourceName) -> Found | Malformed:
     """Turn a 200 body into a status, or say why it is not one."""
     data = _json_or_none(body)
     if not isinstance(data, Mapping):
@@ -255,14 +253,15 @@ class OfficialClient:
         if code != 200:
             raise TokenError(
                 AuthFailed(
-                    error_message(response.text)
-                    or f"USCIS refused the credentials (HTTP {code})"
+                    error_message(response.text) or f"USCIS refused the credentials (HTTP {code})"
                 )
             )
         data = _json_or_none(response.text)
         token = data.get("access_token") if isinstance(data, Mapping) else None
         if not isinstance(token, str) or not token:
-            raise TokenError(Malformed("USCIS token answer has no access_token", response.text[:500]))
+            raise TokenError(
+                Malformed("USCIS token answer has no access_token", response.text[:500])
+            )
         try:
             lifetime = float(data.get("expires_in", DEFAULT_TOKEN_LIFETIME))
         except (TypeError, ValueError):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from casewatch.config import UscisSettings
 from casewatch.core.clock import ScaledClock
@@ -22,15 +22,17 @@ def official_client(settings: UscisSettings) -> Iterator[OfficialClient]:
     """A client for the configured API, or for a sandbox started here for the duration."""
     if settings.uses_builtin_sandbox:
         app = SandboxApp(SyntheticWorld(), ScaledClock())
-        with serve_in_thread(app) as server:
-            with OfficialClient(
+        with (
+            serve_in_thread(app) as server,
+            OfficialClient(
                 base_url=server.url,
                 token_url=f"{server.url}/oauth/accesstoken",
                 client_id=SANDBOX_CLIENT_ID,
                 client_secret=SANDBOX_CLIENT_SECRET,
                 timeout=settings.timeout_seconds,
-            ) as client:
-                yield client
+            ) as client,
+        ):
+            yield client
         return
     assert settings.base_url is not None and settings.token_url is not None
     with OfficialClient(

@@ -32,7 +32,13 @@ from casewatch.uscis.sandbox.faults import (
     FaultPlan,
     error_body,
 )
-from casewatch.uscis.sandbox.world import Refusal, SandboxCase, SyntheticWorld, TraceWorld, seeded_random
+from casewatch.uscis.sandbox.world import (
+    Refusal,
+    SandboxCase,
+    SyntheticWorld,
+    TraceWorld,
+    seeded_random,
+)
 
 EASTERN = ZoneInfo("America/New_York")
 SANDBOX_HEADER = "X-Casewatch-Sandbox"
@@ -130,8 +136,10 @@ class SandboxApp:
         faults: FaultPlan | None = None,
         client_id: str | None = None,
         client_secret: str | None = None,
+        token_lifetime: int = TOKEN_LIFETIME,
     ) -> None:
         self.world = world
+        self.token_lifetime = token_lifetime
         self.clock = clock
         self.limits = limits or Limits()
         self.faults = FaultInjector(faults or FaultPlan())
@@ -151,6 +159,11 @@ class SandboxApp:
                 Rule("/health", endpoint="about", methods=["GET"]),
             ]
         )
+
+    def revoke_tokens(self) -> None:
+        """Forget every token issued, as USCIS does when they expire."""
+        with self._lock:
+            self._tokens.clear()
 
     # -- WSGI ------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -202,18 +215,24 @@ class SandboxApp:
         client_secret = form.get("client_secret", "")
         if form.get("grant_type") != "client_credentials":
             return self._json(
-                400, {"error": "unsupported_grant_type", "message": "grant_type must be client_credentials"}
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "message": "grant_type must be client_credentials",
+                },
             )
         wrong = (self.client_id is not None and client_id != self.client_id) or (
             self.client_secret is not None and client_secret != self.client_secret
         )
         if not client_id or not client_secret or wrong:
-            return self._json(401, {"error": "invalid_client", "message": "Invalid client credentials"})
+            return self._json(
+                401, {"error": "invalid_client", "message": "Invalid client credentials"}
+            )
         token = secrets.token_urlsafe(24)
         with self._lock:
             now = time.monotonic()
             self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
-            self._tokens[token] = now + TOKEN_LIFETIME
+            self._tokens[token] = now + self.token_lifetime
         return self._json(
             200,
             {
@@ -226,7 +245,7 @@ class SandboxApp:
                 "access_token": token,
                 "application_name": "casewatch-sandbox",
                 "scope": "",
-                "expires_in": str(TOKEN_LIFETIME),
+                "expires_in": str(self.token_lifetime),
                 "refresh_count": "0",
                 "status": "approved",
             },
@@ -289,9 +308,12 @@ class SandboxApp:
         with self._lock:
             now = time.monotonic()
             rate = self.limits.rate
-            if rate and self._last_accepted is not None:
-                if now - self._last_accepted < 1.0 / rate - SPIKE_TOLERANCE:
-                    return self._json(429, {"code": 429, "message": "Spike Arrest Violation"})
+            if (
+                rate
+                and self._last_accepted is not None
+                and now - self._last_accepted < 1.0 / rate - SPIKE_TOLERANCE
+            ):
+                return self._json(429, {"code": 429, "message": "Spike Arrest Violation"})
             quota = self.limits.daily_quota
             if quota is not None:
                 today = self.clock.now().astimezone(UTC)
@@ -325,7 +347,8 @@ class SandboxApp:
     def _fault(self, fault: FaultKind, token: str) -> Response:
         if fault in (FaultKind.OUTAGE, FaultKind.UNAVAILABLE):
             return self._error(
-                503, "The service is temporarily unavailable. Please try again later.",
+                503,
+                "The service is temporarily unavailable. Please try again later.",
                 {"Retry-After": "5"},
             )
         if fault is FaultKind.STORM:
@@ -344,5 +367,7 @@ class SandboxApp:
             return Response(HTML_ERROR_PAGE, status=status, mimetype="text/html")
         # MALFORMED: a 200 whose body is not JSON, or is cut short.
         if self.faults.pick((0, 1)):
-            return Response('{"case_status": {"receiptNumber": "', status=200, mimetype="application/json")
+            return Response(
+                '{"case_status": {"receiptNumber": "', status=200, mimetype="application/json"
+            )
         return Response("Service Unavailable", status=200, mimetype="text/plain")

@@ -23,7 +23,7 @@ class FaultKind(Enum):
     STORM = "storm"  # the next `storm_length` requests get 429
     MALFORMED = "malformed"  # 200 with a body that is not JSON
     HTML = "html"  # an HTML error page instead of JSON
-    TOKEN_EXPIRY = "token_expiry"  # the presented token is revoked: 401
+    TOKEN_EXPIRY = "token_expiry"  # noqa: S105 - the presented token is revoked: 401
     ERRORS = "errors"  # a documented error status (500, 502, 503, 504)
 
 
