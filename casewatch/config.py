@@ -114,6 +114,7 @@ def ensure_data_dir() -> Path:
         makers: dict[str, Callable[[], str]] = {
             "secret_key": lambda: secrets.token_urlsafe(50),
             "fernet.keys": lambda: Fernet.generate_key().decode() + "\n",
+            "audit.key": lambda: secrets.token_hex(32),
         }
         for name, make in makers.items():
             path = keys / name
@@ -134,3 +135,9 @@ def fernet_keys() -> list[str]:
     """Newest key first: MultiFernet encrypts with the first and decrypts with any."""
     text = (ensure_data_dir() / "keys" / "fernet.keys").read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def audit_key() -> bytes:
+    """The HMAC key of the audit chain: without it no one can forge a valid entry."""
+    text = (ensure_data_dir() / "keys" / "audit.key").read_text(encoding="utf-8").strip()
+    return text.encode("ascii")

@@ -20,10 +20,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "casewatch.audit",
+    "casewatch.accounts",
+    "casewatch.cases",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -46,6 +50,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "casewatch.web.context.sandbox_notice",
             ]
         },
     }
@@ -78,8 +83,31 @@ USE_I18N = True
 TIME_ZONE = "UTC"
 USE_TZ = True
 
+# Background work: Huey on SQLite in the data directory, or on Redis when scaled out.
+# The queue only carries ids; what must be done is always read from the database.
+_redis_url = os.environ.get("CASEWATCH_REDIS_URL", "").strip()
+HUEY: dict[str, object] = {
+    "name": "casewatch",
+    "immediate": False,
+    "consumer": {"workers": 2, "worker_type": "thread", "periodic": True},
+}
+if _redis_url:
+    HUEY.update({"huey_class": "huey.RedisHuey", "url": _redis_url})
+else:
+    HUEY.update({"huey_class": "huey.SqliteHuey", "filename": str(DATA_DIR / "queue.sqlite3")})
+
 STATIC_URL = "static/"
-STATIC_ROOT = str(DATA_DIR / "static")
+# Served straight from the package by WhiteNoise's finders: no collectstatic step.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "case-list"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_AGE = 60 * 60 * 12
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True
 
 LOGGING = {
     "version": 1,

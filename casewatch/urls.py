@@ -1,21 +1,22 @@
-"""URL routes: the staff app, portal, API and webhooks mount here as they land."""
+"""URL routes: the staff app now; the portal, API and webhooks mount here as they land."""
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, JsonResponse
 from django.urls import path
+from django.views.generic import RedirectView
 
-from casewatch.config import BUILTIN_SANDBOX_PREFIX, uscis_settings
-
-
-def home(request: HttpRequest) -> HttpResponse:
-    sandbox_url = None
-    if uscis_settings().uses_builtin_sandbox:
-        sandbox_url = request.build_absolute_uri(BUILTIN_SANDBOX_PREFIX)
-    return render(request, "home.html", {"sandbox_url": sandbox_url})
+from casewatch.web import views
 
 
 def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-urlpatterns = [path("", home, name="home"), path("health", health, name="health")]
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="case-list"), name="home"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("cases/", views.case_list, name="case-list"),
+    path("cases/<int:pk>/", views.case_detail, name="case-detail"),
+    path("health", health, name="health"),
+]

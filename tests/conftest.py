@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-# Before Django reads its settings: never write into the developer's ./var.
-os.environ.setdefault("CASEWATCH_DATA_DIR", tempfile.mkdtemp(prefix="casewatch-test-"))
-for _name in list(os.environ):
-    if _name.startswith("CASEWATCH_USCIS_"):
-        del os.environ[_name]
-
-from casewatch.core.clock import ManualClock  # noqa: E402
-from casewatch.uscis.client import OfficialClient  # noqa: E402
-from casewatch.uscis.sandbox.app import Limits, SandboxApp  # noqa: E402
-from casewatch.uscis.sandbox.faults import FaultPlan  # noqa: E402
-from casewatch.uscis.sandbox.server import RunningServer, serve_in_thread  # noqa: E402
-from casewatch.uscis.sandbox.world import SyntheticWorld  # noqa: E402
+from casewatch.core.clock import ManualClock
+from casewatch.uscis.client import OfficialClient
+from casewatch.uscis.sandbox.app import Limits, SandboxApp
+from casewatch.uscis.sandbox.faults import FaultPlan
+from casewatch.uscis.sandbox.server import RunningServer, serve_in_thread
+from casewatch.uscis.sandbox.world import SyntheticWorld
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 CHECK_KEYS = {
@@ -184,26 +183,3 @@ def test_an_external_sandbox_serves_check_over_http(tmp_path) -> None:
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
-
-
-def test_up_serves_the_app_and_the_sandbox_on_a_cold_data_dir(tmp_path) -> None:
-    port = _free_port()
-    data_dir = tmp_path / "cold"
-    process, url = _start(["up", "--port", str(port)], data_dir, "casewatch is running at")
-    try:
-        assert url == f"http://127.0.0.1:{port}/"
-        assert httpx.get(url + "health").json() == {"ok": True}
-        assert "sandbox" in httpx.get(url).text.lower()
-        result = casewatch(
-            "check",
-            "EAC9999103403",
-            "--json",
-            data_dir=data_dir,
-            env={"CASEWATCH_USCIS_BASE_URL": url + "sandbox/uscis"},
-        )
-        assert json.loads(result.stdout)[0]["title_en"] == "Case Was Approved"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-    assert (data_dir / "keys" / "secret_key").stat().st_mode & 0o077 == 0
-    assert (data_dir / "casewatch.sqlite3").exists()

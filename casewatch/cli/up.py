@@ -1,24 +1,28 @@
-"""`casewatch up`: the whole product on one machine, from one command."""
+"""`casewatch up`: the whole product on one machine, from one command.
+
+The web app runs under gunicorn (with the built-in USCIS sandbox mounted beside it
+when no credentials are set) and the worker runs as a child process; stopping
+`up` stops both.
+"""
 
 from __future__ import annotations
 
 import argparse
-import signal
+import os
+import socket
+import subprocess
 import sys
-import threading
-from types import FrameType
+from pathlib import Path
 from typing import Any
 
 from casewatch.cli.bootstrap import prepare_django
 from casewatch.cli.output import fail
 from casewatch.config import BUILTIN_SANDBOX_PREFIX as SANDBOX_PREFIX
 from casewatch.config import ensure_data_dir, uscis_settings
-from casewatch.core.clock import ScaledClock
-from casewatch.uscis.sandbox.app import SandboxApp
-from casewatch.uscis.sandbox.server import serve_in_thread
-from casewatch.uscis.sandbox.world import SyntheticWorld
 
 DEMO_CLOCK_SPEED = 2000.0
+DEMO_CHECK_INTERVAL_SECONDS = "60"
+WEB_THREADS = 8
 
 
 def register(commands: Any) -> None:
@@ -28,45 +32,115 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="run the sandbox clock fast so that statuses move within minutes",
+        help="run the sandbox clock fast and check often, so that statuses move within minutes",
     )
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+def _port_problem(host: str, port: int) -> str | None:
+    """Say so plainly when the port is taken, instead of gunicorn's retry loop."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
 
+
+def _first_run(data: Path) -> None:
+    """Create the firm and its first admin; print the generated password once."""
+    from casewatch.accounts.firms import create_first_admin, default_firm
+
+    admin = create_first_admin(default_firm())
+    if admin is None:
+        return
+    note = data / "first-admin.txt"
+    fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(f"login: {admin.username}\npassword: {admin.password}\n")
+    print(
+        f"First run: log in as '{admin.username}' with password '{admin.password}' "
+        f"(also kept in {note}; change it after logging in).",
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     data = ensure_data_dir()
     settings = uscis_settings()
+    problem = _port_problem(args.host, args.port)
+    if problem:
+        return fail(problem)
     prepare_django()
+    _first_run(data)
+
+    from django.db import connections
+    from gunicorn.app.base import BaseApplication
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from casewatch.core.clock import ScaledClock
+    from casewatch.uscis.sandbox.app import SandboxApp
+    from casewatch.uscis.sandbox.world import SyntheticWorld
     from casewatch.wsgi import application
 
     mounts: dict[str, Any] = {}
     if settings.uses_builtin_sandbox:
         speed = DEMO_CLOCK_SPEED if args.demo else 1.0
         mounts[SANDBOX_PREFIX] = SandboxApp(SyntheticWorld(), ScaledClock(speed=speed))
-    try:
-        server = serve_in_thread(DispatcherMiddleware(application, mounts), args.host, args.port)
-    except OSError as exc:
-        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
-    stop = threading.Event()
+    app = DispatcherMiddleware(application, mounts)
+    connections.close_all()  # gunicorn forks; each process opens its own connection
+    worker: list[subprocess.Popen[bytes]] = []
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    def when_ready(server: Any) -> None:
+        port = server.LISTENERS[0].sock.getsockname()[1]
+        url = f"http://{args.host}:{port}"
+        env = dict(os.environ)
+        if settings.uses_builtin_sandbox:
+            env["CASEWATCH_USCIS_BASE_URL"] = f"{url}{SANDBOX_PREFIX}"
+        if args.demo:
+            env.setdefault("CASEWATCH_CHECK_INTERVAL_SECONDS", DEMO_CHECK_INTERVAL_SECONDS)
+        worker.append(subprocess.Popen([sys.executable, "-m", "casewatch", "worker"], env=env))
+        print(f"casewatch is running at {url}/", flush=True)
+        if settings.uses_builtin_sandbox:
+            print(
+                f"  No USCIS credentials are set: statuses come from the built-in sandbox at "
+                f"{url}{SANDBOX_PREFIX} (sandbox data, not real USCIS data).\n"
+                f"  Data directory: {data}",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(f"casewatch is running at {server.url}/", flush=True)
-    if settings.uses_builtin_sandbox:
-        sandbox = f"{server.url}{SANDBOX_PREFIX}"
-        print(
-            f"  No USCIS credentials are set: the built-in sandbox answers at {sandbox}\n"
-            f"  (sandbox data, not real USCIS data). Check receipts against it with:\n"
-            f"    CASEWATCH_USCIS_BASE_URL={sandbox} casewatch check EAC9999103403\n"
-            f"  Data directory: {data}",
-            file=sys.stderr,
-            flush=True,
-        )
-    stop.wait()
-    server.stop()
+    def on_exit(server: Any) -> None:
+        for process in worker:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    class WebServer(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"[{args.host}]:{args.port}"
+                if ":" in args.host
+                else f"{args.host}:{args.port}",
+                "workers": 1,
+                "worker_class": "gthread",
+                "threads": WEB_THREADS,
+                "accesslog": None,
+                "errorlog": "-",
+                "loglevel": "warning",
+                "proc_name": "casewatch",
+                "when_ready": when_ready,
+                "on_exit": on_exit,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    WebServer().run()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,11 @@ class RunningServer:
 
 
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Start `app` on a real socket (port 0: any free one) in a daemon thread."""
+    """Start `app` on a real socket (port 0: any free one) in a daemon thread.
+
+    Its per-request access lines are kept out of the host command's stderr.
+    """
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="sandbox-http", daemon=True)
     thread.start()

@@ -1,0 +1,1 @@
+"""Firms, their staff and each member's role."""

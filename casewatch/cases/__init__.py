@@ -1,0 +1,1 @@
+"""Clients, cases and what USCIS said about them: observations, status events, deadlines."""

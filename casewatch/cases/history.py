@@ -1,0 +1,244 @@
+"""Recording what USCIS said about a case: the Record step of the flow.
+
+Every answer becomes an Observation. Only a real change becomes a StatusEvent,
+and it is written with its deadline and audit entries, and the case's new
+status, in one transaction: a crash leaves either all of it or none of it.
+A fault (not found, rate limited, down, …) is never a change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+
+from casewatch.audit.chain import record as audit
+from casewatch.cases.models import Case, Deadline, Observation, StatusEvent
+from casewatch.core.notice_dates import notice_date, response_deadline
+from casewatch.core.statuses import Classification, classify
+from casewatch.uscis.source import CaseStatus, Found, Outcome
+
+# USCIS writes modifiedDate without a zone; its systems run on Eastern time.
+USCIS_TIME_ZONE = ZoneInfo("America/New_York")
+
+
+def uscis_moment(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=USCIS_TIME_ZONE)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What one answer left behind."""
+
+    observation: Observation
+    event: StatusEvent | None = None
+    deadlines: list[Deadline] = field(default_factory=list)
+
+
+def understand(status: CaseStatus) -> Classification:
+    """The English title decides; the Spanish one helps when the English is unreadable."""
+    english = classify(status.title_en)
+    if english.is_unknown and status.title_es.strip():
+        spanish = classify(status.title_es)
+        if not spanish.is_unknown:
+            return spanish
+    return english
+
+
+def _is_change(case: Case, status: CaseStatus, meaning: Classification) -> bool:
+    """A new canonical status is a change; a rewording of the same one is not.
+
+    The same status counts again only when USCIS dates it later (a second RFE,
+    a rescheduled interview): by modifiedDate, or for IOE receipts, which carry
+    no dates, by the notice date in the description.
+    """
+    if not case.status:
+        return True
+    if meaning.is_unknown:
+        last = case.events.order_by("-observed_at", "-pk").first()
+        return (
+            last is None or last.title_en.strip().casefold() != status.title_en.strip().casefold()
+        )
+    if meaning.status != case.status:
+        return True
+    last = case.events.order_by("-observed_at", "-pk").first()
+    if last is None:
+        return True
+    modified = uscis_moment(status.modified_at)
+    if modified is not None and last.uscis_date is not None:
+        return modified > last.uscis_date
+    if modified is None:
+        new_notice = notice_date(status.description_en)
+        old_notice = notice_date(last.description_en)
+        return new_notice is not None and old_notice is not None and new_notice > old_notice
+    return False
+
+
+def record_outcome(case: Case, outcome: Outcome, *, observed_at: datetime) -> Recorded:
+    """Keep one answer about `case`, and record the change it brings, if any."""
+    with transaction.atomic():
+        case = Case.objects.select_for_update().get(pk=case.pk)
+        if not isinstance(outcome, Found):
+            return _record_fault(case, outcome, observed_at)
+        return _record_status(case, outcome.status, observed_at)
+
+
+def _record_fault(case: Case, outcome: Outcome, observed_at: datetime) -> Recorded:
+    message = getattr(outcome, "message", "")
+    observation = Observation.objects.create(
+        case=case,
+        observed_at=observed_at,
+        source=case.source or "",
+        outcome=outcome.error or "",
+        message=message,
+    )
+    case.last_checked_at = observed_at
+    case.last_problem = message
+    case.save(update_fields=["last_checked_at", "last_problem", "updated_at"])
+    return Recorded(observation)
+
+
+def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Recorded:
+    meaning = understand(status)
+    changed = _is_change(case, status, meaning)
+    observation = Observation.objects.create(
+        case=case,
+        observed_at=observed_at,
+        source=status.source,
+        outcome="found",
+        message=status.message,
+        title_en=status.title_en,
+        title_es=status.title_es,
+        description_en=status.description_en,
+        description_es=status.description_es,
+        form_type=status.form_type,
+        uscis_modified_at=uscis_moment(status.modified_at),
+        history=[
+            {
+                "date": entry.date.isoformat() if entry.date else None,
+                "text_en": entry.text_en,
+                "text_es": entry.text_es,
+            }
+            for entry in status.history
+        ],
+        status=meaning.status,
+        confidence=meaning.confidence,
+        changed=changed,
+    )
+    case.last_checked_at = observed_at
+    case.last_read_at = observed_at
+    case.last_problem = ""
+    case.source = status.source
+    update = ["last_checked_at", "last_read_at", "last_problem", "source", "updated_at"]
+    if status.form_type and not case.form_type:
+        case.form_type = status.form_type
+        update.append("form_type")
+    if not changed:
+        case.save(update_fields=update)
+        return Recorded(observation)
+
+    event = StatusEvent.objects.create(
+        firm_id=case.firm_id,
+        case=case,
+        observation=observation,
+        status=meaning.status,
+        category=meaning.category,
+        urgency=meaning.urgency,
+        confidence=meaning.confidence,
+        previous_status=case.status,
+        title_en=status.title_en,
+        title_es=status.title_es,
+        description_en=status.description_en,
+        description_es=status.description_es,
+        uscis_date=uscis_moment(status.modified_at),
+        observed_at=observed_at,
+        source=status.source,
+        initial=not case.status,
+    )
+    audit(
+        "status_event.recorded",
+        object_type="status_event",
+        object_id=event.pk,
+        firm_id=case.firm_id,
+        actor="worker",
+        details=_event_details(case, event),
+        at=observed_at,
+    )
+    deadlines = _deadlines_for(case, event)
+    case.status = meaning.status
+    case.category = meaning.category
+    case.urgency = meaning.urgency
+    case.title_en = status.title_en
+    case.title_es = status.title_es
+    case.status_since = observed_at
+    case.save(
+        update_fields=[
+            *update,
+            "status",
+            "category",
+            "urgency",
+            "title_en",
+            "title_es",
+            "status_since",
+        ]
+    )
+    return Recorded(observation, event, deadlines)
+
+
+def _event_details(case: Case, event: StatusEvent) -> dict[str, Any]:
+    return {
+        "case_id": case.pk,
+        "receipt_number": case.receipt_number,
+        "status": event.status,
+        "previous_status": event.previous_status,
+        "category": event.category,
+        "urgency": event.urgency,
+        "title_en": event.title_en,
+        "uscis_date": event.uscis_date.isoformat() if event.uscis_date else None,
+        "source": event.source,
+    }
+
+
+def _deadlines_for(case: Case, event: StatusEvent) -> list[Deadline]:
+    """The response or appointment date an event sets, read from its description."""
+    seen_on = event.observed_at.date()
+    found = response_deadline(event.category, event.description_en, received_on=None)
+    if found is None and event.description_es:
+        found = response_deadline(event.category, event.description_es, received_on=None)
+    if found is None:
+        found = response_deadline(event.category, "", received_on=seen_on)
+    if found is None:
+        return []
+    deadline = Deadline.objects.create(
+        firm_id=case.firm_id,
+        case=case,
+        event=event,
+        kind=found.kind,
+        due_on=found.due_on,
+        due_at=found.due_at,
+        basis=found.basis,
+        basis_text=found.basis_text,
+    )
+    audit(
+        "deadline.created",
+        object_type="deadline",
+        object_id=deadline.pk,
+        firm_id=case.firm_id,
+        actor="worker",
+        details={
+            "case_id": case.pk,
+            "receipt_number": case.receipt_number,
+            "event_id": event.pk,
+            "kind": deadline.kind,
+            "due_on": deadline.due_on.isoformat(),
+            "due_at": deadline.due_at.isoformat() if deadline.due_at else None,
+            "basis": deadline.basis.isoformat(),
+        },
+        at=event.observed_at,
+    )
+    return [deadline]

@@ -1,0 +1,372 @@
+"""Bringing a caseload in from a spreadsheet: the Intake step of the flow.
+
+The sheet is read and every row validated first (casewatch.cases.sheet); then
+everything valid is written in one transaction, with one audit entry per case
+created or changed and one for the import. Re-importing the same file changes
+nothing: a known receipt is only filled in where its fields are still empty.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from casewatch.accounts.models import Firm, Membership, Role
+from casewatch.audit.chain import PendingEntry, record, record_many
+from casewatch.cases.models import Case, Client, ImportRun
+from casewatch.cases.sheet import RowResult, Sheet, validate_sheet
+
+# SQLite allows a limited number of query parameters; look rows up in slices.
+LOOKUP_CHUNK = 900
+WRITE_BATCH = 2000
+
+
+@dataclass
+class ImportSummary:
+    """The JSON summary of cli.md, plus what was added to the firm's staff."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    staff_added: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "errors": self.errors,
+            "staff_added": self.staff_added,
+            "dry_run": self.dry_run,
+        }
+
+
+class _Rollback(Exception):
+    """Raised inside the transaction to undo a dry run after counting it."""
+
+
+def import_sheet(
+    firm: Firm,
+    sheet: Sheet,
+    *,
+    file_name: str,
+    actor: str = "import",
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> ImportSummary:
+    results = validate_sheet(sheet)
+    summary = ImportSummary(rows=len(results), dry_run=dry_run)
+    for result in results:
+        summary.errors.extend(error.as_dict() for error in result.errors)
+    summary.rejected = sum(1 for r in results if r.receipt_number is None and r.rejected)
+    valid = [r for r in results if r.receipt_number]
+    try:
+        with transaction.atomic():
+            _write(firm, valid, summary, file_name, actor, now or timezone.now())
+            if dry_run:
+                raise _Rollback
+    except _Rollback:
+        pass
+    summary.errors.sort(key=lambda e: (e["row"], e["column"] or ""))
+    return summary
+
+
+def _write(
+    firm: Firm,
+    rows: list[RowResult],
+    summary: ImportSummary,
+    file_name: str,
+    actor: str,
+    now: datetime,
+) -> None:
+    existing = _existing_cases(firm, [r.receipt_number for r in rows if r.receipt_number])
+    staff = _Staff(firm)
+    clients = _Clients(firm, [r.client_id for r in rows if r.client_id])
+    new_cases: list[Case] = []
+    changes: list[tuple[Case, list[str]]] = []
+    for row in rows:
+        assert row.receipt_number is not None
+        case = existing.get(row.receipt_number)
+        if case is None:
+            new_cases.append(_new_case(firm, row, staff, clients, now))
+            continue
+        changed = _fill_in(case, row, staff, clients)
+        if changed:
+            changes.append((case, changed))
+        else:
+            summary.unchanged += 1
+
+    clients.save_new()
+    for case in new_cases:
+        if case.client is not None:
+            case.client_id = case.client.pk
+    Case.objects.bulk_create(new_cases, batch_size=WRITE_BATCH)
+    summary.created = len(new_cases)
+    for case, _fields in changes:
+        clients.save_changed(case.client)
+        case.save()
+    summary.updated = len(changes)
+    summary.staff_added = staff.added
+
+    entries = [
+        PendingEntry(
+            action="case.created",
+            object_type="case",
+            object_id=str(case.pk),
+            firm_id=firm.pk,
+            actor=actor,
+            details=_case_details(case),
+            at=now,
+        )
+        for case in new_cases
+    ]
+    entries += [
+        PendingEntry(
+            action="case.updated",
+            object_type="case",
+            object_id=str(case.pk),
+            firm_id=firm.pk,
+            actor=actor,
+            details={**_case_details(case), "changed": changed},
+            at=now,
+        )
+        for case, changed in changes
+    ]
+    record_many(entries)
+    run = ImportRun.objects.create(
+        firm=firm,
+        file_name=file_name[:255],
+        actor=actor,
+        rows=summary.rows,
+        created=summary.created,
+        updated=summary.updated,
+        unchanged=summary.unchanged,
+        errors=len(summary.errors),
+    )
+    record(
+        "import.completed",
+        object_type="import",
+        object_id=run.pk,
+        firm_id=firm.pk,
+        actor=actor,
+        details={
+            "file_name": run.file_name,
+            "rows": run.rows,
+            "created": run.created,
+            "updated": run.updated,
+            "unchanged": run.unchanged,
+            "errors": run.errors,
+        },
+        at=now,
+    )
+
+
+def _case_details(case: Case) -> dict[str, Any]:
+    """What the audit keeps of a case: never the client's name, e-mail, phone or notes."""
+    return {
+        "receipt_number": case.receipt_number,
+        "form_type": case.form_type,
+        "client_id": case.client_id,
+        "attorney_id": case.attorney_id,
+        "paralegal_id": case.paralegal_id,
+        "tags": list(case.tags),
+        "has_notes": bool(case.notes),
+        "archived": case.is_archived,
+    }
+
+
+def _existing_cases(firm: Firm, receipts: Sequence[str]) -> dict[str, Case]:
+    found: dict[str, Case] = {}
+    for start in range(0, len(receipts), LOOKUP_CHUNK):
+        chunk = receipts[start : start + LOOKUP_CHUNK]
+        for case in Case.objects.filter(firm=firm, receipt_number__in=chunk).select_related(
+            "client"
+        ):
+            assert case.receipt_number is not None
+            found[case.receipt_number] = case
+    return found
+
+
+def _new_case(firm: Firm, row: RowResult, staff: _Staff, clients: _Clients, now: datetime) -> Case:
+    return Case(
+        firm=firm,
+        receipt_number=row.receipt_number,
+        form_type=row.form_type,
+        client=clients.for_row(row),
+        attorney=staff.find(row.attorney, Role.ATTORNEY),
+        paralegal=staff.find(row.paralegal, Role.PARALEGAL),
+        tags=list(row.tags),
+        notes=row.notes,
+        next_check_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _fill_in(case: Case, row: RowResult, staff: _Staff, clients: _Clients) -> list[str]:
+    """Fill a known case's empty fields from the row; never overwrite what the firm has."""
+    changed: list[str] = []
+    if row.form_type and not case.form_type:
+        case.form_type = row.form_type
+        changed.append("form_type")
+    if case.client is None:
+        client = clients.for_row(row)
+        if client is not None:
+            case.client = client
+            changed.append("client")
+    elif clients.fill_in(case.client, row):
+        changed.append("client")
+    if row.attorney and case.attorney_id is None:
+        case.attorney = staff.find(row.attorney, Role.ATTORNEY)
+        changed.append("attorney")
+    if row.paralegal and case.paralegal_id is None:
+        case.paralegal = staff.find(row.paralegal, Role.PARALEGAL)
+        changed.append("paralegal")
+    if row.tags and not case.tags:
+        case.tags = list(row.tags)
+        changed.append("tags")
+    if row.notes and not case.notes:
+        case.notes = row.notes
+        changed.append("notes")
+    return changed
+
+
+_PERSONAL = ("name", "email", "phone")
+
+
+class _Clients:
+    """Clients matched by the firm's own id, else within the file by name, e-mail and phone."""
+
+    def __init__(self, firm: Firm, references: Iterable[str]) -> None:
+        self.firm = firm
+        self.by_reference: dict[str, Client] = {}
+        refs = sorted(set(references))
+        for start in range(0, len(refs), LOOKUP_CHUNK):
+            for client in Client.objects.filter(
+                firm=firm, reference__in=refs[start : start + LOOKUP_CHUNK]
+            ).order_by("pk"):
+                self.by_reference.setdefault(client.reference, client)
+        self.by_identity: dict[tuple[str, str, str], Client] = {}
+        self.new: list[Client] = []
+        self.changed: set[int] = set()
+
+    def for_row(self, row: RowResult) -> Client | None:
+        personal = {
+            "name": row.client_name,
+            "email": row.client_email,
+            "phone": row.client_phone,
+        }
+        personal = {k: v for k, v in personal.items() if v}
+        if row.client_id:
+            client = self.by_reference.get(row.client_id)
+            if client is None:
+                client = self._create(row, personal)
+                self.by_reference[row.client_id] = client
+            else:
+                self.fill_in(client, row)
+            return client
+        if not personal:
+            return None
+        identity = (row.client_name.casefold(), row.client_email.casefold(), row.client_phone)
+        client = self.by_identity.get(identity)
+        if client is None:
+            client = self._create(row, personal)
+            self.by_identity[identity] = client
+        return client
+
+    def _create(self, row: RowResult, personal: dict[str, str]) -> Client:
+        client = Client(
+            firm=self.firm,
+            reference=row.client_id,
+            personal=personal,
+            language=row.client_language,
+        )
+        self.new.append(client)
+        return client
+
+    def fill_in(self, client: Client, row: RowResult) -> bool:
+        changed = False
+        values = {"name": row.client_name, "email": row.client_email, "phone": row.client_phone}
+        for key in _PERSONAL:
+            if values[key] and not client.personal.get(key):
+                client.personal = {**client.personal, key: values[key]}
+                changed = True
+        if row.client_language and not client.language:
+            client.language = row.client_language
+            changed = True
+        if changed and client.pk is not None:
+            self.changed.add(client.pk)
+        return changed
+
+    def save_new(self) -> None:
+        Client.objects.bulk_create(self.new, batch_size=WRITE_BATCH)
+
+    def save_changed(self, client: Client | None) -> None:
+        if client is not None and client.pk in self.changed:
+            client.save()
+            self.changed.discard(client.pk)
+
+
+class _Staff:
+    """Attorneys and paralegals named in a sheet, found among the firm's members.
+
+    A name the firm does not know yet becomes an inactive member with that role
+    (no password; an admin invites them later), so the assignment is not lost.
+    """
+
+    def __init__(self, firm: Firm) -> None:
+        self.firm = firm
+        self.known: dict[str, User] = {}
+        self.added: list[str] = []
+        members = Membership.objects.filter(firm=firm).select_related("user")
+        for membership in members:
+            user: User = membership.user
+            for key in (user.username, user.email, user.get_full_name()):
+                if key:
+                    self.known.setdefault(key.casefold(), user)
+
+    def find(self, name: str, role: str) -> User | None:
+        if not name:
+            return None
+        user = self.known.get(name.casefold())
+        if user is None:
+            user = self._add(name, role)
+        return user
+
+    def _add(self, name: str, role: str) -> User:
+        user_model = get_user_model()
+        is_email = "@" in name
+        base = re.sub(r"[^a-z0-9]+", ".", name.casefold()).strip(".")[:100] or "staff"
+        username = base
+        n = 1
+        while user_model.objects.filter(username=username).exists():
+            n += 1
+            username = f"{base}.{n}"
+        first, _, last = ("", "", "") if is_email else name.partition(" ")
+        user: User = user_model(
+            username=username,
+            email=name if is_email else "",
+            first_name=first[:150],
+            last_name=last[:150],
+            is_active=False,
+        )
+        user.set_unusable_password()
+        user.save()
+        Membership.objects.create(firm=self.firm, user=user, role=role)
+        self.known[name.casefold()] = user
+        self.added.append(name)
+        return user

@@ -1,0 +1,109 @@
+"""`casewatch bench …`: figures for the speed targets, measured on a throwaway database."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from casewatch.cli.output import print_json
+
+PREFIXES = ("EAC", "WAC", "LIN", "SRC", "NBC", "MSC", "IOE")
+FORMS = ("I-130", "I-485", "I-765", "I-131", "N-400", "I-129F", "I-751", "I-90")
+LANGUAGES = ("en", "es", "pt", "zh", "vi", "fr", "ht", "")
+ATTORNEYS = ("Attorney Example One", "Attorney Example Two", "attorney.three@example.com")
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("bench", help="measure speed on a throwaway database")
+    benches = parser.add_subparsers(dest="bench", metavar="BENCH", required=True)
+    imports = benches.add_parser("import", help="import a generated caseload of N rows")
+    imports.add_argument("--rows", type=int, default=50_000)
+    imports.add_argument("--json", action="store_true")
+    imports.set_defaults(run=run_import)
+
+
+def write_caseload(path: Path, rows: int, *, seed: int = 7) -> None:
+    """A realistic sheet of obviously fake clients, one unique receipt per row."""
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(
+            [
+                "Receipt Number",
+                "Form",
+                "Client ID",
+                "Client Name",
+                "Email",
+                "Phone",
+                "Language",
+                "Attorney",
+                "Tags",
+                "Notes",
+            ]
+        )
+        serials = rng.sample(range(10**9, 10**10), rows)
+        for n, serial in enumerate(serials):
+            out.writerow(
+                [
+                    f"{PREFIXES[n % len(PREFIXES)]}{serial}",
+                    FORMS[n % len(FORMS)],
+                    f"C{n:07d}",
+                    f"Testclient Number{n}",
+                    f"testclient{n}@example.com",
+                    f"+1202555{n % 100:04d}",
+                    LANGUAGES[n % len(LANGUAGES)],
+                    ATTORNEYS[n % len(ATTORNEYS)],
+                    "bench" if n % 3 else "bench, priority",
+                    "",
+                ]
+            )
+
+
+def _throwaway_data_dir() -> Path:
+    """Benchmarks never touch the firm's own data: a fresh embedded default each run."""
+    root = Path(tempfile.mkdtemp(prefix="casewatch-bench-"))
+    os.environ["CASEWATCH_DATA_DIR"] = str(root / "data")
+    os.environ.pop("DATABASE_URL", None)
+    return root
+
+
+def run_import(args: argparse.Namespace) -> int:
+    if args.rows < 1:
+        sys.stderr.write("casewatch: --rows must be at least 1\n")
+        return 2
+    root = _throwaway_data_dir()
+    from casewatch.cli.bootstrap import prepare_django
+
+    prepare_django()
+    from casewatch.accounts.firms import default_firm
+    from casewatch.cases.intake import import_sheet
+    from casewatch.cases.sheet import read_sheet
+
+    sheet_path = root / "caseload.csv"
+    write_caseload(sheet_path, args.rows)
+    firm = default_firm()
+    started = time.perf_counter()
+    summary = import_sheet(firm, read_sheet(sheet_path), file_name=sheet_path.name)
+    seconds = time.perf_counter() - started
+    result = {
+        "rows": args.rows,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(args.rows / seconds, 1) if seconds else None,
+        "created": summary.created,
+        "errors": len(summary.errors),
+    }
+    if args.json:
+        print_json(result)
+    else:
+        print(
+            f"Imported {args.rows:,} rows in {seconds:.2f} s "
+            f"({result['rows_per_second']:,} rows/s; {summary.created:,} cases created)."
+        )
+    return 0

@@ -1,0 +1,33 @@
+"""`casewatch worker`: the monitor (and, as they land, router and dispatcher) alone."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from casewatch.cli.bootstrap import prepare_django
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "worker",
+        help="check due cases at USCIS and record what changed (runs until stopped)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    prepare_django()
+    from huey.contrib.djhuey import HUEY
+
+    from casewatch.monitor import tasks
+
+    logging.getLogger("huey").setLevel(logging.WARNING)
+    tasks.poll_now()
+    consumer = HUEY.create_consumer(
+        workers=max(args.threads, 1), worker_type="thread", periodic=True, check_worker_health=True
+    )
+    consumer.run()
+    return 0

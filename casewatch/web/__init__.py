@@ -1,0 +1,1 @@
+"""The staff web app: what the firm's people see and do."""
