@@ -133,3 +133,34 @@ def test_the_audit_chain_holds_one_entry_per_case_and_one_for_the_import(
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["ok"] is True
     assert report["entries"] == 5
+
+
+@pytest.mark.django_db
+def test_an_import_in_process_stores_cases_and_encrypted_clients_on_any_database() -> None:
+    from django.db import connection
+
+    from casewatch.accounts.firms import default_firm
+    from casewatch.audit.chain import verify
+    from casewatch.cases.intake import import_sheet
+    from casewatch.cases.models import Case, Client
+    from casewatch.cases.sheet import read_sheet_bytes
+
+    firm = default_firm()
+    sheet = read_sheet_bytes(MESSY.encode("utf-8"), "caseload.csv")
+    first = import_sheet(firm, sheet, file_name="caseload.csv")
+    assert (first.created, first.rejected) == (4, 1)
+    case = Case.objects.get(receipt_number="EAC9999103403")
+    assert case.client is not None
+    assert case.client.name == "Fakey McTestface"
+    assert case.client.phone == "+12025550143" and case.client.language == "es"
+    assert case.tags == ["family", "priority"] and case.notes == "first line\nsecond line"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT personal FROM cases_client")
+        stored = [row[0] for row in cursor.fetchall()]
+    assert stored and all("Fakey" not in value for value in stored)
+    second = import_sheet(firm, sheet, file_name="caseload.csv")
+    assert (second.created, second.updated, second.unchanged) == (0, 0, 4)
+    assert Client.objects.count() == 4
+    later = Case.objects.create(firm=firm, receipt_number="EAC9999103404")
+    assert later.pk > case.pk  # ids reserved by the import do not collide afterwards
+    assert verify().ok

@@ -32,6 +32,7 @@ def decrypt(token: str) -> str:
 class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     """A text column whose stored value is a Fernet token; empty stays empty."""
 
+    encrypts = True  # casewatch.bulk never reuses a prepared value of this field
     _pyi_private_set_type: str
     _pyi_private_get_type: str
 
@@ -46,6 +47,7 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
 class EncryptedJSONField(models.TextField):  # type: ignore[type-arg]
     """A small JSON object encrypted as one token, so a record costs one encryption."""
 
+    encrypts = True
     _pyi_private_set_type: dict[str, Any]  # type: ignore[assignment]
     _pyi_private_get_type: dict[str, Any]  # type: ignore[assignment]
 

@@ -20,13 +20,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from casewatch.accounts.models import Firm, Membership, Role
-from casewatch.audit.chain import PendingEntry, record, record_many
+from casewatch.audit.chain import PendingEntry, record_many
+from casewatch.audit.chain import record as audit
+from casewatch.bulk import insert_records
 from casewatch.cases.models import Case, Client, ImportRun
 from casewatch.cases.sheet import RowResult, Sheet, validate_sheet
 
 # SQLite allows a limited number of query parameters; look rows up in slices.
 LOOKUP_CHUNK = 900
-WRITE_BATCH = 2000
 
 
 @dataclass
@@ -96,7 +97,7 @@ def _write(
     existing = _existing_cases(firm, [r.receipt_number for r in rows if r.receipt_number])
     staff = _Staff(firm)
     clients = _Clients(firm, [r.client_id for r in rows if r.client_id])
-    new_cases: list[Case] = []
+    new_cases: list[dict[str, Any]] = []
     changes: list[tuple[Case, list[str]]] = []
     for row in rows:
         assert row.receipt_number is not None
@@ -111,13 +112,17 @@ def _write(
             summary.unchanged += 1
 
     clients.save_new()
-    for case in new_cases:
-        if case.client is not None:
-            case.client_id = case.client.pk
-    Case.objects.bulk_create(new_cases, batch_size=WRITE_BATCH)
+    for record in new_cases:
+        client = record.pop("client", None)
+        if client is not None:
+            record["client_id"] = _client_pk(client)
+    insert_records(Case, new_cases)
     summary.created = len(new_cases)
     for case, _fields in changes:
-        clients.save_changed(case.client)
+        pending = getattr(case, "new_client", None)
+        if pending is not None:
+            case.client_id = _client_pk(pending)
+        clients.save_changed(case.client_id)
         case.save()
     summary.updated = len(changes)
     summary.staff_added = staff.added
@@ -126,13 +131,13 @@ def _write(
         PendingEntry(
             action="case.created",
             object_type="case",
-            object_id=str(case.pk),
+            object_id=str(record["id"]),
             firm_id=firm.pk,
             actor=actor,
-            details=_case_details(case),
+            details=_record_details(record),
             at=now,
         )
-        for case in new_cases
+        for record in new_cases
     ]
     entries += [
         PendingEntry(
@@ -157,7 +162,7 @@ def _write(
         unchanged=summary.unchanged,
         errors=len(summary.errors),
     )
-    record(
+    audit(
         "import.completed",
         object_type="import",
         object_id=run.pk,
@@ -173,6 +178,30 @@ def _write(
         },
         at=now,
     )
+
+
+# A client found in the database, or one this import creates (its record until inserted).
+ClientRef = Client | dict[str, Any]
+
+
+def _client_pk(client: ClientRef) -> int:
+    pk = client["id"] if isinstance(client, dict) else client.pk
+    assert isinstance(pk, int)
+    return pk
+
+
+def _record_details(record: dict[str, Any]) -> dict[str, Any]:
+    """The audit details of a case created from a record, as `_case_details` gives them."""
+    return {
+        "receipt_number": record["receipt_number"],
+        "form_type": record.get("form_type", ""),
+        "client_id": record.get("client_id"),
+        "attorney_id": record.get("attorney_id"),
+        "paralegal_id": record.get("paralegal_id"),
+        "tags": list(record.get("tags", [])),
+        "has_notes": bool(record.get("notes")),
+        "archived": False,
+    }
 
 
 def _case_details(case: Case) -> dict[str, Any]:
@@ -201,20 +230,28 @@ def _existing_cases(firm: Firm, receipts: Sequence[str]) -> dict[str, Case]:
     return found
 
 
-def _new_case(firm: Firm, row: RowResult, staff: _Staff, clients: _Clients, now: datetime) -> Case:
-    return Case(
-        firm=firm,
-        receipt_number=row.receipt_number,
-        form_type=row.form_type,
-        client=clients.for_row(row),
-        attorney=staff.find(row.attorney, Role.ATTORNEY),
-        paralegal=staff.find(row.paralegal, Role.PARALEGAL),
-        tags=list(row.tags),
-        notes=row.notes,
-        next_check_at=now,
-        created_at=now,
-        updated_at=now,
-    )
+def _new_case(
+    firm: Firm, row: RowResult, staff: _Staff, clients: _Clients, now: datetime
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "firm_id": firm.pk,
+        "receipt_number": row.receipt_number,
+        "form_type": row.form_type,
+        "tags": list(row.tags),
+        "next_check_at": now,
+    }
+    if row.notes:
+        record["notes"] = row.notes
+    client = clients.for_row(row)
+    if client is not None:
+        record["client"] = client
+    attorney = staff.find(row.attorney, Role.ATTORNEY)
+    if attorney is not None:
+        record["attorney_id"] = attorney.pk
+    paralegal = staff.find(row.paralegal, Role.PARALEGAL)
+    if paralegal is not None:
+        record["paralegal_id"] = paralegal.pk
+    return record
 
 
 def _fill_in(case: Case, row: RowResult, staff: _Staff, clients: _Clients) -> list[str]:
@@ -225,8 +262,11 @@ def _fill_in(case: Case, row: RowResult, staff: _Staff, clients: _Clients) -> li
         changed.append("form_type")
     if case.client is None:
         client = clients.for_row(row)
-        if client is not None:
+        if isinstance(client, Client):
             case.client = client
+            changed.append("client")
+        elif client is not None:
+            case.new_client = client  # type: ignore[attr-defined]
             changed.append("client")
     elif clients.fill_in(case.client, row):
         changed.append("client")
@@ -253,72 +293,71 @@ class _Clients:
 
     def __init__(self, firm: Firm, references: Iterable[str]) -> None:
         self.firm = firm
-        self.by_reference: dict[str, Client] = {}
+        self.by_reference: dict[str, ClientRef] = {}
         refs = sorted(set(references))
         for start in range(0, len(refs), LOOKUP_CHUNK):
             for client in Client.objects.filter(
                 firm=firm, reference__in=refs[start : start + LOOKUP_CHUNK]
             ).order_by("pk"):
                 self.by_reference.setdefault(client.reference, client)
-        self.by_identity: dict[tuple[str, str, str], Client] = {}
-        self.new: list[Client] = []
-        self.changed: set[int] = set()
+        self.by_identity: dict[tuple[str, str, str], ClientRef] = {}
+        self.new: list[dict[str, Any]] = []
+        self.changed: dict[int, Client] = {}
 
-    def for_row(self, row: RowResult) -> Client | None:
-        personal = {
-            "name": row.client_name,
-            "email": row.client_email,
-            "phone": row.client_phone,
-        }
-        personal = {k: v for k, v in personal.items() if v}
+    def for_row(self, row: RowResult) -> ClientRef | None:
         if row.client_id:
             client = self.by_reference.get(row.client_id)
             if client is None:
-                client = self._create(row, personal)
-                self.by_reference[row.client_id] = client
+                client = self.by_reference[row.client_id] = self._create(row)
             else:
                 self.fill_in(client, row)
             return client
-        if not personal:
+        if not (row.client_name or row.client_email or row.client_phone):
             return None
         identity = (row.client_name.casefold(), row.client_email.casefold(), row.client_phone)
         client = self.by_identity.get(identity)
         if client is None:
-            client = self._create(row, personal)
-            self.by_identity[identity] = client
+            client = self.by_identity[identity] = self._create(row)
         return client
 
-    def _create(self, row: RowResult, personal: dict[str, str]) -> Client:
-        client = Client(
-            firm=self.firm,
-            reference=row.client_id,
-            personal=personal,
-            language=row.client_language,
-        )
-        self.new.append(client)
-        return client
-
-    def fill_in(self, client: Client, row: RowResult) -> bool:
-        changed = False
+    def _create(self, row: RowResult) -> dict[str, Any]:
         values = {"name": row.client_name, "email": row.client_email, "phone": row.client_phone}
-        for key in _PERSONAL:
-            if values[key] and not client.personal.get(key):
-                client.personal = {**client.personal, key: values[key]}
-                changed = True
-        if row.client_language and not client.language:
-            client.language = row.client_language
-            changed = True
-        if changed and client.pk is not None:
-            self.changed.add(client.pk)
-        return changed
+        record: dict[str, Any] = {
+            "firm_id": self.firm.pk,
+            "reference": row.client_id,
+            "personal": {k: v for k, v in values.items() if v},
+            "language": row.client_language,
+        }
+        self.new.append(record)
+        return record
+
+    def fill_in(self, client: ClientRef, row: RowResult) -> bool:
+        """Add what the row knows and the client record lacks; True when anything was added."""
+        personal = dict(client["personal"] if isinstance(client, dict) else client.personal)
+        values = {"name": row.client_name, "email": row.client_email, "phone": row.client_phone}
+        added = {k: v for k, v in values.items() if v and not personal.get(k)}
+        language = client["language"] if isinstance(client, dict) else client.language
+        new_language = row.client_language if row.client_language and not language else ""
+        if not added and not new_language:
+            return False
+        if isinstance(client, dict):
+            client["personal"] = {**personal, **added}
+            if new_language:
+                client["language"] = new_language
+            return True
+        client.personal = {**personal, **added}
+        if new_language:
+            client.language = new_language
+        self.changed[client.pk] = client
+        return True
 
     def save_new(self) -> None:
-        Client.objects.bulk_create(self.new, batch_size=WRITE_BATCH)
+        insert_records(Client, self.new)
 
-    def save_changed(self, client: Client | None) -> None:
-        if client is not None and client.pk in self.changed:
+    def save_changed(self, client_id: int | None) -> None:
+        client = self.changed.pop(client_id, None) if client_id is not None else None
+        if client is not None:
             client.save()
-            self.changed.discard(client.pk)
 
 
 class _Staff:
