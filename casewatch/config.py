@@ -108,7 +108,7 @@ def ensure_data_dir() -> Path:
     """Create the data directory and its secrets on first use; later calls only read."""
     root = data_dir()
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         keys = root / "keys"
         keys.mkdir(mode=0o700, exist_ok=True)
         makers: dict[str, Callable[[], str]] = {

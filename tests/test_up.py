@@ -86,3 +86,40 @@ def test_up_refuses_a_port_that_is_taken(tmp_path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_a_worker_alone_reads_the_imported_caseload_and_stops_cleanly(tmp_path) -> None:
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    data_dir = tmp_path / "cold"
+    sheet = tmp_path / "caseload.csv"
+    sheet.write_text(SHEET, encoding="utf-8")
+    assert casewatch("import", str(sheet), data_dir=data_dir).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CASEWATCH_")}
+    env["CASEWATCH_DATA_DIR"] = str(data_dir)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "casewatch", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        statuses: list[tuple[str, str]] = []
+        while time.monotonic() < deadline:
+            with sqlite3.connect(data_dir / "casewatch.sqlite3") as db:
+                statuses = db.execute(
+                    "SELECT receipt_number, category FROM cases_case ORDER BY receipt_number"
+                ).fetchall()
+            if all(category for _, category in statuses):
+                break
+            time.sleep(0.5)
+        assert statuses == [("EAC9999103403", "approved"), ("LIN9999106498", "approved")]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    assert b"Traceback" not in stderr, stderr.decode()
