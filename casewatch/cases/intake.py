@@ -219,9 +219,16 @@ def _case_details(case: Case) -> dict[str, Any]:
 
 
 def _existing_cases(firm: Firm, receipts: Sequence[str]) -> dict[str, Case]:
+    """The firm's cases among `receipts`; one cheap query first, so a new caseload costs none."""
+    tracked = set(
+        Case.objects.filter(firm=firm, receipt_number__isnull=False).values_list(
+            "receipt_number", flat=True
+        )
+    )
+    known = [r for r in receipts if r in tracked]
     found: dict[str, Case] = {}
-    for start in range(0, len(receipts), LOOKUP_CHUNK):
-        chunk = receipts[start : start + LOOKUP_CHUNK]
+    for start in range(0, len(known), LOOKUP_CHUNK):
+        chunk = known[start : start + LOOKUP_CHUNK]
         for case in Case.objects.filter(firm=firm, receipt_number__in=chunk).select_related(
             "client"
         ):
