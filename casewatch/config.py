@@ -141,3 +141,29 @@ def audit_key() -> bytes:
     """The HMAC key of the audit chain: without it no one can forge a valid entry."""
     text = (ensure_data_dir() / "keys" / "audit.key").read_text(encoding="utf-8").strip()
     return text.encode("ascii")
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """How much of USCIS the monitor may use, and how often any one case may be asked about."""
+
+    daily_budget: int
+    rate_per_second: float
+    min_interval_seconds: float
+
+
+def monitor_settings() -> MonitorSettings:
+    raw_budget = _env("CASEWATCH_USCIS_DAILY_BUDGET") or "10000"
+    try:
+        budget = int(raw_budget)
+    except ValueError as exc:
+        raise ConfigError(
+            f"CASEWATCH_USCIS_DAILY_BUDGET must be a whole number, got {raw_budget!r}"
+        ) from exc
+    if budget < 1:
+        raise ConfigError(f"CASEWATCH_USCIS_DAILY_BUDGET must be at least 1, got {raw_budget!r}")
+    return MonitorSettings(
+        daily_budget=budget,
+        rate_per_second=_env_float("CASEWATCH_USCIS_RATE", 10.0),
+        min_interval_seconds=_env_float("CASEWATCH_CHECK_INTERVAL_SECONDS", 600.0),
+    )

@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "casewatch.audit",
     "casewatch.accounts",
     "casewatch.cases",
+    "casewatch.monitor",
 ]
 
 MIDDLEWARE = [
@@ -65,7 +66,8 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "casewatch.sqlite3"),
             "OPTIONS": {
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous="
+                + ("OFF;" if os.environ.get("CASEWATCH_SQLITE_THROWAWAY") == "1" else "NORMAL;"),
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
             },

@@ -113,11 +113,18 @@ def test_texts_carry_no_stray_characters(title: str) -> None:
     assert "  " not in template["en"] and "  " not in template["es"]
 
 
-def test_history_lines_are_the_english_title_and_a_short_spanish_one() -> None:
+def test_history_lines_are_one_undated_uscis_style_sentence() -> None:
+    # As hist_case_status words them: "We approved your Form I-130, Petition for Alien
+    # Relative." The entry carries its own date, and USCIS leaves the receipt out.
     for title, template in TEMPLATES.items():
-        assert template["history_en"] == title
-        assert len(template["history_es"]) <= 120
-        assert not placeholders(template["history_es"])
+        for lang in ("en", "es"):
+            history = template[f"history_{lang}"]
+            assert history[0].isupper() and history.endswith("."), (title, lang)
+            assert not re.search(r"\.\s+[A-Z]", history), (title, lang)
+            assert len(history) <= 260, (title, lang)
+            undated = ALLOWED_PLACEHOLDERS - {"date", "receipt_number", "notice_deadline"}
+            assert placeholders(history) <= undated, (title, lang)
+        assert not re.search(r"[^\x00-\x7f]", template["history_en"]), title
 
 
 def test_every_title_of_the_sandbox_paths_has_its_own_template() -> None:
@@ -166,7 +173,10 @@ def test_an_approval_renders_in_both_languages() -> None:
         "Petición de Familiar Extranjero, Número de Recibo EAC9999103403."
     )
     assert "05 de Octubre de 2023" in step.description_es
-    assert (step.history_en, step.history_es) == ("Case Was Approved", "Caso Fue Aprobado")
+    assert (step.history_en, step.history_es) == (
+        "We approved your Form I-130, Petition for Alien Relative.",
+        "Aprobamos su Formulario I-130, Petición de Familiar Extranjero.",
+    )
 
 
 def test_an_interview_notice_names_the_day_and_the_office() -> None:

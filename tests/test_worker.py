@@ -9,15 +9,27 @@ import pytest
 from casewatch.accounts.firms import default_firm
 from casewatch.cases.models import Case, StatusEvent
 from casewatch.core.clock import ManualClock
-from casewatch.monitor.checks import Cadence, claim_due, poll_due
-from casewatch.monitor.pacing import Pacer
+from casewatch.monitor.checks import PollReport, claim, poll_due
+from casewatch.monitor.schedule import AdaptivePolicy, Budget
 from casewatch.uscis.client import OfficialClient
 from casewatch.uscis.sandbox.world import synthetic_case
 from tests.conftest import client_for, start_sandbox
 
 pytestmark = pytest.mark.django_db
 
-CADENCE = Cadence(minimum=timedelta(hours=1), daily_budget=10_000)
+BUDGET = Budget(calls_per_day=10_000, min_interval=timedelta(hours=1))
+
+
+def poll(client: OfficialClient, now: datetime, *, spent: int = 5_000) -> PollReport:
+    """One worker round at `now`, with half the day gone and `spent` calls used today."""
+    return poll_due(
+        client,
+        policy=AdaptivePolicy(BUDGET),
+        now=lambda: now,
+        may_send=lambda: True,
+        used_today=lambda: spent,
+        day_start=lambda moment: moment - timedelta(hours=12),
+    )
 
 
 def _cases(*receipts: str) -> list[Case]:
@@ -29,7 +41,7 @@ def test_a_round_reads_every_due_case_and_records_its_status(
     client: OfficialClient, clock: ManualClock
 ) -> None:
     _cases("EAC9999103403", "LIN9999106498", "EAC2490012345")
-    report = poll_due(client, pacer=Pacer(None), cadence=CADENCE, now=clock.now())
+    report = poll(client, clock.now())
     assert report.checked == 3 and report.changes == 3 and report.faults == 0
     approved = Case.objects.get(receipt_number="EAC9999103403")
     assert (approved.title_en, approved.category) == ("Case Was Approved", "approved")
@@ -41,11 +53,13 @@ def test_nothing_is_checked_before_it_is_due_again(
     client: OfficialClient, clock: ManualClock
 ) -> None:
     _cases("EAC2490012345")
-    poll_due(client, pacer=Pacer(None), cadence=CADENCE, now=clock.now())
-    again = poll_due(client, pacer=Pacer(None), cadence=CADENCE, now=clock.now())
+    poll(client, clock.now())
+    again = poll(client, clock.now())
     assert again.checked == 0
-    later = clock.now() + timedelta(hours=2)
-    assert poll_due(client, pacer=Pacer(None), cadence=CADENCE, now=later).checked == 1
+    due = Case.objects.get().next_check_at
+    assert due is not None and due >= clock.now() + BUDGET.min_interval
+    assert poll(client, due - timedelta(seconds=1)).checked == 0
+    assert poll(client, due).checked == 1
 
 
 def _a_case_still_moving(after: datetime) -> str:
@@ -63,11 +77,11 @@ def test_a_case_that_moved_at_uscis_gets_one_new_event(clock: ManualClock) -> No
     _, server = start_sandbox(clock)
     with server, client_for(server) as client:
         first_at = clock.now()
-        poll_due(client, pacer=Pacer(None), cadence=CADENCE, now=first_at)
+        poll(client, first_at)
         first = Case.objects.get(pk=case.pk).status
         for _ in range(60):  # the synthetic case moves along its path over months
             clock.advance(timedelta(days=7))
-            poll_due(client, pacer=Pacer(None), cadence=CADENCE, now=clock.now())
+            poll(client, clock.now())
             if Case.objects.get(pk=case.pk).status != first:
                 break
     events = list(StatusEvent.objects.filter(case=case).order_by("pk"))
@@ -79,7 +93,7 @@ def test_an_unknown_receipt_is_a_fault_not_a_change(
     client: OfficialClient, clock: ManualClock
 ) -> None:
     (case,) = _cases("EAC2490010404")  # the sandbox answers 404 to serial 0404
-    report = poll_due(client, pacer=Pacer(None), cadence=CADENCE, now=clock.now())
+    report = poll(client, clock.now())
     assert report.faults == 1 and report.changes == 0
     case.refresh_from_db()
     assert case.status == "" and "does not recognize" in case.last_problem
@@ -87,13 +101,18 @@ def test_an_unknown_receipt_is_a_fault_not_a_change(
 
 def test_claimed_cases_are_not_claimed_again_until_their_lease_ends(clock: ManualClock) -> None:
     _cases("EAC2490012345", "EAC2490012346")
-    first = claim_due(clock.now(), 10)
+    first = claim(clock.now(), 10, worker="one")
     assert len(first) == 2
-    assert claim_due(clock.now(), 10) == []
-    assert len(claim_due(clock.now() + timedelta(minutes=11), 10)) == 2
+    assert claim(clock.now(), 10, worker="two") == []
+    assert len(claim(clock.now() + timedelta(minutes=11), 10, worker="two")) == 2
 
 
-def test_the_cadence_spreads_the_caseload_over_the_daily_budget() -> None:
-    cadence = Cadence(minimum=timedelta(hours=1), daily_budget=10_000)
-    assert cadence.interval(100) == timedelta(hours=1)
-    assert cadence.interval(20_000) == timedelta(days=2)
+def test_when_the_day_is_behind_its_pace_cases_are_checked_early(
+    client: OfficialClient, clock: ManualClock
+) -> None:
+    _cases("EAC2490012345")
+    poll(client, clock.now())
+    assert poll(client, clock.now(), spent=100).checked == 0, "it has not rested yet"
+    rested = clock.now() + BUDGET.min_interval
+    assert poll(client, rested, spent=5_000).checked == 0, "on pace: only due cases"
+    assert poll(client, rested, spent=100).checked == 1, "behind pace: checked early"

@@ -8,8 +8,9 @@ A fault (not found, rate limited, down, …) is never a change.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,9 +18,10 @@ from django.db import transaction
 
 from casewatch.audit.chain import record as audit
 from casewatch.cases.models import Case, Deadline, Observation, StatusEvent
+from casewatch.core.history_text import classify_history
 from casewatch.core.notice_dates import notice_date, response_deadline
-from casewatch.core.statuses import Classification, classify
-from casewatch.uscis.source import CaseStatus, Found, Outcome
+from casewatch.core.statuses import Classification, classify, default_catalog
+from casewatch.uscis.source import CaseStatus, Found, HistoryEntry, Outcome
 
 # USCIS writes modifiedDate without a zone; its systems run on Eastern time.
 USCIS_TIME_ZONE = ZoneInfo("America/New_York")
@@ -33,11 +35,17 @@ def uscis_moment(moment: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Recorded:
-    """What one answer left behind."""
+    """What one answer left behind: events in the order they happened (recovered ones first)."""
 
     observation: Observation
-    event: StatusEvent | None = None
+    case: Case
+    events: list[StatusEvent] = field(default_factory=list)
     deadlines: list[Deadline] = field(default_factory=list)
+
+    @property
+    def event(self) -> StatusEvent | None:
+        """The change to the status USCIS shows now, if there was one."""
+        return self.events[-1] if self.events else None
 
 
 def understand(status: CaseStatus) -> Classification:
@@ -100,7 +108,7 @@ def _record_fault(case: Case, outcome: Outcome, observed_at: datetime) -> Record
     case.last_checked_at = observed_at
     case.last_problem = message
     case.save(update_fields=["last_checked_at", "last_problem", "updated_at"])
-    return Recorded(observation)
+    return Recorded(observation, case)
 
 
 def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Recorded:
@@ -140,8 +148,17 @@ def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Rec
         update.append("form_type")
     if not changed:
         case.save(update_fields=update)
-        return Recorded(observation)
+        return Recorded(observation, case)
 
+    since = uscis_moment(status.modified_at) or _latest_history_moment(status) or observed_at
+    events: list[StatusEvent] = []
+    deadlines: list[Deadline] = []
+    if case.status:
+        for missed in missed_steps(case, status, meaning):
+            event = _record_missed(case, observation, missed, observed_at)
+            events.append(event)
+            deadlines += _deadlines_for(case, event, basis=missed.on)
+            case.status = event.status
     event = StatusEvent.objects.create(
         firm_id=case.firm_id,
         case=case,
@@ -160,22 +177,16 @@ def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Rec
         source=status.source,
         initial=not case.status,
     )
-    audit(
-        "status_event.recorded",
-        object_type="status_event",
-        object_id=event.pk,
-        firm_id=case.firm_id,
-        actor="worker",
-        details=_event_details(case, event),
-        at=observed_at,
-    )
-    deadlines = _deadlines_for(case, event)
+    _audit_event(case, event)
+    events.append(event)
+    deadlines += _deadlines_for(case, event)
     case.status = meaning.status
     case.category = meaning.category
     case.urgency = meaning.urgency
     case.title_en = status.title_en
     case.title_es = status.title_es
     case.status_since = observed_at
+    case.uscis_status_since = since
     case.save(
         update_fields=[
             *update,
@@ -185,9 +196,115 @@ def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Rec
             "title_en",
             "title_es",
             "status_since",
+            "uscis_status_since",
         ]
     )
-    return Recorded(observation, event, deadlines)
+    return Recorded(observation, case, events, deadlines)
+
+
+def _audit_event(case: Case, event: StatusEvent) -> None:
+    audit(
+        "status_event.recorded",
+        object_type="status_event",
+        object_id=event.pk,
+        firm_id=case.firm_id,
+        actor="worker",
+        details=_event_details(case, event),
+        at=event.observed_at,
+    )
+
+
+def _history_moment(on: date) -> datetime:
+    """A history date (USCIS gives no time) read as midday at USCIS."""
+    return datetime.combine(on, time(12), tzinfo=USCIS_TIME_ZONE)
+
+
+def _latest_history_moment(status: CaseStatus) -> datetime | None:
+    dates = [entry.date for entry in status.history if entry.date is not None]
+    return _history_moment(max(dates)) if dates else None
+
+
+@dataclass(frozen=True)
+class MissedStep:
+    """A status the case passed through between two checks, read from `hist_case_status`."""
+
+    on: date
+    meaning: Classification
+    text_en: str
+    text_es: str
+
+
+def missed_steps(case: Case, status: CaseStatus, meaning: Classification) -> list[MissedStep]:
+    """Steps USCIS lists after the status we knew and before the one it shows now.
+
+    The history is read oldest first; everything up to the last entry that is
+    the status we knew is old news, the final entry for the current status is
+    the change itself, and what lies between was missed.
+    """
+    known_since = case.uscis_status_since or case.status_since
+    steps = sorted(
+        (
+            MissedStep(entry.date, classify_history(entry.text_en, entry.text_es), *texts)
+            for entry in _oldest_first(status.history)
+            if entry.date is not None
+            for texts in [(entry.text_en, entry.text_es)]
+        ),
+        key=lambda step: step.on,
+    )
+    if known_since is not None:
+        known_on = known_since.astimezone(USCIS_TIME_ZONE).date()
+        steps = [step for step in steps if step.on >= known_on]
+    last_known = max(
+        (i for i, step in enumerate(steps) if step.meaning.status == case.status), default=-1
+    )
+    if last_known < 0 and known_since is not None:
+        known_on = known_since.astimezone(USCIS_TIME_ZONE).date()
+        steps = [step for step in steps if step.on > known_on]
+    between = steps[last_known + 1 :]
+    while between and between[-1].meaning.status in (meaning.status, "unknown"):
+        between.pop()
+    missed: list[MissedStep] = []
+    for step in between:
+        if step.meaning.is_unknown or step.meaning.status in (case.status, meaning.status):
+            continue
+        if missed and missed[-1].meaning.status == step.meaning.status:
+            continue
+        missed.append(step)
+    return missed
+
+
+def _oldest_first(history: tuple[HistoryEntry, ...]) -> list[HistoryEntry]:
+    """USCIS lists history newest first; keep same-day entries in their true order."""
+    dated = [entry.date for entry in history if entry.date is not None]
+    newest_first = any(a > b for a, b in itertools.pairwise(dated))
+    return list(reversed(history)) if newest_first else list(history)
+
+
+def _record_missed(
+    case: Case, observation: Observation, step: MissedStep, observed_at: datetime
+) -> StatusEvent:
+    found = default_catalog().statuses.get(step.meaning.status)
+    event = StatusEvent.objects.create(
+        firm_id=case.firm_id,
+        case=case,
+        observation=observation,
+        status=step.meaning.status,
+        category=step.meaning.category,
+        urgency=step.meaning.urgency,
+        confidence=step.meaning.confidence,
+        previous_status=case.status,
+        title_en=found.title_en if found else step.text_en,
+        title_es=found.title_es if found else step.text_es,
+        description_en=step.text_en,
+        description_es=step.text_es,
+        uscis_date=_history_moment(step.on),
+        observed_at=observed_at,
+        source=observation.source,
+        initial=False,
+        recovered=True,
+    )
+    _audit_event(case, event)
+    return event
 
 
 def _event_details(case: Case, event: StatusEvent) -> dict[str, Any]:
@@ -195,6 +312,7 @@ def _event_details(case: Case, event: StatusEvent) -> dict[str, Any]:
         "case_id": case.pk,
         "receipt_number": case.receipt_number,
         "status": event.status,
+        "recovered": event.recovered,
         "previous_status": event.previous_status,
         "category": event.category,
         "urgency": event.urgency,
@@ -204,9 +322,9 @@ def _event_details(case: Case, event: StatusEvent) -> dict[str, Any]:
     }
 
 
-def _deadlines_for(case: Case, event: StatusEvent) -> list[Deadline]:
+def _deadlines_for(case: Case, event: StatusEvent, basis: date | None = None) -> list[Deadline]:
     """The response or appointment date an event sets, read from its description."""
-    seen_on = event.observed_at.date()
+    seen_on = basis or event.observed_at.date()
     found = response_deadline(event.category, event.description_en, received_on=None)
     if found is None and event.description_es:
         found = response_deadline(event.category, event.description_es, received_on=None)

@@ -83,12 +83,19 @@ class Case(models.Model):
     title_en = models.TextField(blank=True)
     title_es = models.TextField(blank=True)
     status_since = models.DateTimeField(null=True, blank=True)
+    uscis_status_since = models.DateTimeField(
+        null=True, blank=True, help_text="when USCIS says the current status began"
+    )
     source = models.CharField(max_length=10, blank=True)
 
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_read_at = models.DateTimeField(null=True, blank=True)
     last_problem = models.TextField(blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True)
+    # Scheduling: a worker's claim, and the weighted change rate the scheduler saw last.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True)
+    check_rate = models.FloatField(default=0.0, help_text="expected weighted changes per day")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

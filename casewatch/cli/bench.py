@@ -66,11 +66,17 @@ def write_caseload(path: Path, rows: int, *, seed: int = 7) -> None:
             )
 
 
-def _throwaway_data_dir() -> Path:
-    """Benchmarks never touch the firm's own data: a fresh embedded default each run."""
-    root = Path(tempfile.mkdtemp(prefix="casewatch-bench-"))
+def throwaway_data_dir(*, prefix: str = "casewatch-bench-", fast: bool = False) -> Path:
+    """Benchmarks and simulations never touch the firm's own data: a fresh embedded default.
+
+    `fast` skips fsync: a crash only loses a database that is thrown away anyway.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ["CASEWATCH_DATA_DIR"] = str(root / "data")
     os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("CASEWATCH_REDIS_URL", None)
+    if fast:
+        os.environ["CASEWATCH_SQLITE_THROWAWAY"] = "1"
     return root
 
 
@@ -78,7 +84,7 @@ def run_import(args: argparse.Namespace) -> int:
     if args.rows < 1:
         sys.stderr.write("casewatch: --rows must be at least 1\n")
         return 2
-    root = _throwaway_data_dir()
+    root = throwaway_data_dir()
     from casewatch.cli.bootstrap import prepare_django
 
     prepare_django()

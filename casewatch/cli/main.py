@@ -8,11 +8,22 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from casewatch import __version__
-from casewatch.cli import audit, bench, check, classify, intake, sandbox, up, worker
+from casewatch.cli import (
+    audit,
+    bench,
+    check,
+    classify,
+    intake,
+    sandbox,
+    simulate,
+    status,
+    up,
+    worker,
+)
 from casewatch.cli.output import fail
 from casewatch.config import ConfigError, ensure_data_dir
 
-COMMANDS = (up, worker, check, classify, intake, sandbox, audit, bench)
+COMMANDS = (up, worker, check, classify, intake, sandbox, simulate, status, audit, bench)
 
 
 class Parser(argparse.ArgumentParser):

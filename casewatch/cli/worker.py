@@ -29,5 +29,10 @@ def run(args: argparse.Namespace) -> int:
     consumer = HUEY.create_consumer(
         workers=max(args.threads, 1), worker_type="thread", periodic=True, check_worker_health=True
     )
-    consumer.run()
+    # Huey sets this flag on SIGTERM/SIGINT; a round in progress sees it and ends.
+    tasks.stopping = consumer.stop_flag
+    try:
+        consumer.run()
+    finally:
+        tasks.shut_down()
     return 0

@@ -179,6 +179,9 @@ def _table(value: object, where: str) -> dict[str, object]:
     return value
 
 
+MEMO_SIZE = 20_000
+
+
 class StatusCatalog:
     """Canonical statuses, indexed for exact and by-meaning lookup."""
 
@@ -224,6 +227,7 @@ class StatusCatalog:
             | {word for wording in self._exact for word in wording.split()}
         )
         self._known_set = frozenset(self._known_words)
+        self._memo: dict[str, Classification] = {}
 
     def get(self, key: str) -> Status:
         return self.statuses[key]
@@ -263,6 +267,15 @@ class StatusCatalog:
         return 2.0 * shared / total if total else 0.0
 
     def classify(self, text: str) -> Classification:
+        """Classify `text`; answers are remembered, since the same titles come back all day."""
+        found = self._memo.get(text)
+        if found is None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            found = self._memo[text] = self._classify(text)
+        return found
+
+    def _classify(self, text: str) -> Classification:
         cleaned = clean_title(text)
         exact = self._exact.get(cleaned)
         if exact is not None:

@@ -1,60 +1,148 @@
-"""Huey tasks: thin wrappers that call the monitor's plain functions.
+"""Huey tasks: thin wrappers that run the monitor's plain functions on real time.
 
-A worker process keeps one USCIS client (and its token) open for its lifetime.
+A worker process keeps one USCIS client (and its token) and one policy for its
+lifetime; the policy relearns from the database every few minutes. The budget,
+the circuit and the claims live in the database (or Redis), so any number of
+workers share them.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
+import socket
+import threading
 import time
 from contextlib import ExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 from huey import crontab
-from huey.contrib.djhuey import db_periodic_task, db_task, lock_task
+from huey.contrib.djhuey import db_periodic_task, db_task
 
+from casewatch.cases.models import Case
 from casewatch.cases.reminders import remind_pending_receipts
-from casewatch.config import uscis_settings
-from casewatch.monitor.checks import poll_due
-from casewatch.monitor.pacing import Pacer
+from casewatch.config import monitor_settings, uscis_settings
+from casewatch.monitor.checks import PollReport, poll_due, state_of, watched_cases
+from casewatch.monitor.health import circuit_allows, note_outcome
+from casewatch.monitor.limiter import Quota, acquire, shared_quota
+from casewatch.monitor.schedule import AdaptivePolicy, Budget
 from casewatch.uscis.connect import official_client
-from casewatch.uscis.source import CaseStatusSource
+from casewatch.uscis.source import CaseStatusSource, Outcome
 
 ROUND_SECONDS = 50.0
+IDLE_SECONDS = 2.0
 BATCH = 100
+RELEARN_EVERY = timedelta(minutes=10)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 _open = ExitStack()
-atexit.register(_open.close)
 _source: CaseStatusSource | None = None
-_pacer: Pacer | None = None
+_policy: AdaptivePolicy | None = None
+_learned_at: datetime | None = None
+# One round at a time per process; other processes claim other cases in parallel.
+_round = threading.Lock()
+# Set when the worker shuts down: a round gives back its claims and ends.
+stopping = threading.Event()
 
 
-def _reader() -> tuple[CaseStatusSource, Pacer]:
-    global _source, _pacer
-    if _source is None or _pacer is None:
-        settings = uscis_settings()
-        _source = _open.enter_context(official_client(settings))
-        _pacer = Pacer(settings.rate_per_second)
-    return _source, _pacer
+def current_budget() -> Budget:
+    settings = monitor_settings()
+    return Budget(
+        calls_per_day=settings.daily_budget,
+        rate_per_second=settings.rate_per_second,
+        min_interval=timedelta(seconds=settings.min_interval_seconds),
+    )
+
+
+def current_policy(now: datetime) -> AdaptivePolicy:
+    """This process's policy, relearned from every worker's observations now and then."""
+    global _policy, _learned_at
+    if _policy is None:
+        _policy = AdaptivePolicy(current_budget())
+    if _learned_at is None or now - _learned_at >= RELEARN_EVERY:
+        caseload = [state_of(case) for case in Case.objects.filter(watched_cases())]
+        _policy.refresh(now, caseload)
+        _learned_at = now
+    return _policy
+
+
+def shut_down(timeout: float = 15.0) -> None:
+    """Let a round in progress end (it sees `stopping`), then close the USCIS client."""
+    stopping.set()
+    if _round.acquire(timeout=timeout):
+        _round.release()
+    _open.close()
+
+
+def _reader() -> CaseStatusSource:
+    global _source
+    if _source is None:
+        _source = _open.enter_context(official_client(uscis_settings()))
+    return _source
+
+
+def quota() -> Quota:
+    budget = current_budget()
+    return shared_quota(budget.rate_per_second, budget.calls_per_day)
+
+
+def _note(outcome: Outcome, at: datetime) -> None:
+    note_outcome(outcome.error, at, message=getattr(outcome, "message", ""))
+
+
+def poll_once(source: CaseStatusSource, bucket: Quota) -> PollReport:
+    now = timezone.now()
+    policy = current_policy(now)
+
+    def day_start(moment: datetime) -> datetime:
+        return bucket.resets_at() - timedelta(days=1)
+
+    return poll_due(
+        source,
+        policy=policy,
+        now=timezone.now,
+        may_send=lambda: acquire(bucket),
+        used_today=bucket.used_today,
+        day_start=day_start,
+        on_outcome=_note,
+        back_off=bucket.back_off,
+        stopping=stopping.is_set,
+        limit=BATCH,
+        worker=WORKER,
+    )
 
 
 def poll_round() -> int:
-    """Check due cases in batches until none is due or the minute is nearly over."""
-    source, pacer = _reader()
+    """Check what the budget allows until nothing is left to do or the minute is nearly over."""
+    if not _round.acquire(blocking=False):
+        return 0
+    try:
+        return _poll_round()
+    finally:
+        _round.release()
+
+
+def _poll_round() -> int:
+    source, bucket = _reader(), quota()
     started = time.monotonic()
     checked = 0
-    while time.monotonic() - started < ROUND_SECONDS:
-        report = poll_due(source, pacer=pacer, limit=BATCH)
-        checked += report.checked
-        if report.checked < BATCH or report.stopped_early:
+    while not stopping.is_set():
+        left = ROUND_SECONDS - (time.monotonic() - started)
+        if left <= 0:
             break
+        if not circuit_allows(timezone.now()):
+            stopping.wait(min(IDLE_SECONDS, left))
+            continue
+        report = poll_once(source, bucket)
+        checked += report.checked
+        if report.stopped_early in ("rate_limited", "unavailable", "quota"):
+            break
+        if report.checked == 0:
+            stopping.wait(min(IDLE_SECONDS, left))  # nothing may be checked yet: look again soon
     return checked
 
 
 @db_periodic_task(crontab(minute="*"))
-@lock_task("poll-due-cases")
 def poll_due_cases() -> int:
     return poll_round()
 

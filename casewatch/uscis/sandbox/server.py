@@ -17,6 +17,9 @@ class RunningServer:
     thread: threading.Thread
 
     def stop(self) -> None:
+        if not self.thread.is_alive():
+            self.server.server_close()
+            return
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)

@@ -115,18 +115,37 @@ def render_step(
         "appointment_date": date_es(appointment),
     }
     if template is None:
-        generic_en = (
-            f"On {values_en['date']}, the status of your {values_en['form_long_name']}, "
-            f"Receipt Number {receipt_number}, changed to: {title}."
-        )
-        generic_es = (
-            f"El {values_es['date']}, el estado de su {values_es['form_long_name']}, "
-            f"Número de Recibo {receipt_number}, cambió a: {title}."
-        )
-        return StepTexts(description_en or generic_en, generic_es, f"{title}.", f"{title}.")
+        return _generic_step(title, values_en, values_es, description_en)
     return StepTexts(
         description_en=description_en or template["en"].format(**values_en),
         description_es=template["es"].format(**values_es),
         history_en=template["history_en"].format(**values_en),
         history_es=template["history_es"].format(**values_es),
+    )
+
+
+def _generic_step(
+    title: str, values_en: dict[str, str], values_es: dict[str, str], description_en: str | None
+) -> StepTexts:
+    """Texts for a title without a template: say plainly that the status changed to it.
+
+    The history lines read like USCIS's ("The status of your Form … changed to: …"),
+    and the Spanish ones name the catalog's Spanish title when there is one.
+    """
+    status = default_catalog().by_title(title)
+    title_es = status.title_es if status is not None else title
+    form_en, form_es = values_en["form_long_name"], values_es["form_long_name"]
+    receipt = values_en["receipt_number"]
+    return StepTexts(
+        description_en=description_en
+        or (
+            f"On {values_en['date']}, the status of your {form_en}, "
+            f"Receipt Number {receipt}, changed to: {title}."
+        ),
+        description_es=(
+            f"El {values_es['date']}, el estado de su {form_es}, "
+            f"Número de Recibo {receipt}, cambió a: {title_es}."
+        ),
+        history_en=f"The status of your {form_en}, changed to: {title}.",
+        history_es=f"El estado de su {form_es}, cambió a: {title_es}.",
     )

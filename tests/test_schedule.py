@@ -1,0 +1,162 @@
+"""The adaptive scheduler: what it learns, how it spends the budget, and the baseline it beats."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from casewatch.monitor.freshness import weighted_summary
+from casewatch.monitor.learning import BUCKETS, Stay, Tally, fit, prior_model
+from casewatch.monitor.schedule import (
+    AdaptivePolicy,
+    Budget,
+    CaseState,
+    RoundRobinPolicy,
+    calls_to_make,
+    solve_interval,
+    threshold_for_budget,
+)
+
+# A Tuesday, 15:00 UTC: 10:00 in Washington, USCIS posting hours.
+TUESDAY = datetime(2026, 3, 3, 15, 0, tzinfo=UTC)
+BUDGET = Budget(calls_per_day=1_000)
+
+
+def _case(status: str, days_in: float = 10.0, form: str = "I-485") -> CaseState:
+    return CaseState(form, status, TUESDAY - timedelta(days=days_in))
+
+
+def _interval(status: str, threshold: float = 0.05) -> timedelta:
+    return solve_interval(prior_model(), _case(status), TUESDAY, threshold, BUDGET)
+
+
+def test_a_status_that_moves_fast_is_checked_sooner_than_one_that_sits() -> None:
+    assert _interval("card_mailed") < _interval("case_received")
+
+
+def test_a_final_status_is_still_checked_but_rarely() -> None:
+    final = _interval("card_delivered")
+    assert _interval("case_received") < final <= BUDGET.max_interval_final
+
+
+def test_a_case_whose_next_update_likely_needs_action_gets_more_checks() -> None:
+    rng = random.Random(1)
+    stays = [
+        Stay("I-485", "case_received", rng.expovariate(1 / 60), True, urgency)
+        for urgency in ["action"] * 40 + ["progress"] * 10
+    ] + [
+        Stay("I-485", "fingerprints_taken", rng.expovariate(1 / 60), True, "progress")
+        for _ in range(50)
+    ]
+    model = fit(stays, [])
+    assert (
+        model.next_is_action("case_received")
+        > 0.7
+        > 0.1
+        > model.next_is_action("fingerprints_taken")
+    )
+    rfe_likely = solve_interval(model, _case("case_received"), TUESDAY, 0.05, BUDGET)
+    rfe_unlikely = solve_interval(model, _case("fingerprints_taken"), TUESDAY, 0.05, BUDGET)
+    assert rfe_likely < rfe_unlikely
+
+
+def test_intervals_stay_within_the_budget_bounds() -> None:
+    assert _interval("card_mailed", threshold=1e-9) == BUDGET.min_interval
+    assert _interval("case_received", threshold=1e9) == BUDGET.max_interval
+
+
+def test_many_observed_stays_teach_the_real_dwell_time() -> None:
+    rng = random.Random(7)
+    stays = [Stay("I-765", "case_received", rng.expovariate(1 / 20), True) for _ in range(2000)]
+    model = fit(stays, [])
+    overall = sum(model.rates("I-765", "case_received")[:6]) / 6
+    assert 1 / 30 < overall < 1 / 13  # the truth is 1/20; the prior said 1/60
+
+
+def test_a_status_seen_twice_keeps_close_to_the_prior() -> None:
+    model = fit(
+        [Stay("I-485", "case_received", 0.5, True), Stay("I-485", "case_received", 0.2, True)], []
+    )
+    prior_rate = prior_model().hazard("I-485", "case_received", 10)
+    assert model.hazard("I-485", "case_received", 10) < 20 * prior_rate
+
+
+def test_open_stays_count_as_exposure_without_an_exit() -> None:
+    tally = Tally()
+    tally.add(10.0, ended=False)
+    assert tally.total_exits == 0 and tally.total_exposure == pytest.approx(10.0)
+    tally.add(2.0, ended=True)
+    assert tally.exits[1] == 1 and tally.total_exposure == pytest.approx(12.0)
+    assert len(tally.exits) == len(BUCKETS)
+
+
+def test_the_posting_profile_is_learned_from_when_changes_appear() -> None:
+    # A firm whose USCIS updates (unusually) land at 03:00 Eastern.
+    nights = [datetime(2026, 3, 2 + d % 5, 8, 0, tzinfo=UTC) for d in range(2000)]
+    model = fit([], nights)
+    three_am = datetime(2026, 3, 4, 8, 0, tzinfo=UTC)
+    assert model.intensity(three_am) > model.intensity(TUESDAY)
+    assert prior_model().intensity(three_am) < prior_model().intensity(TUESDAY)
+
+
+def test_checks_bunch_where_uscis_posts() -> None:
+    model = prior_model()
+    case = _case("case_received")
+    friday_night = datetime(2026, 3, 7, 3, 0, tzinfo=UTC)  # Friday 22:00 in Washington
+    weekday = solve_interval(model, case, TUESDAY, 0.02, BUDGET)
+    weekend = solve_interval(model, case, friday_night, 0.02, BUDGET)
+    assert weekday < weekend
+
+
+def test_the_threshold_spends_exactly_the_budget() -> None:
+    rng = random.Random(3)
+    rates = [(rng.lognormvariate(-3, 1.5), rng.random() < 0.2) for _ in range(5000)]
+    mu = threshold_for_budget(rates, BUDGET, 1000)
+    spent = 0.0
+    for rate, final in rates:
+        interval = (2 * mu / rate) ** 0.5
+        top = (BUDGET.max_interval_final if final else BUDGET.max_interval) / timedelta(days=1)
+        spent += 1 / min(max(interval, BUDGET.min_interval / timedelta(days=1)), top)
+    assert spent == pytest.approx(1000, rel=0.02)
+
+
+def test_due_cases_go_first_but_keep_a_reserve_for_the_rest_of_the_day() -> None:
+    assert calls_to_make(due=900, used_today=0, budget=1000, pace=0.0, early_fill=True) == (
+        750,
+        0,
+    )
+    due_calls, early = calls_to_make(due=10, used_today=100, budget=1000, pace=0.5, early_fill=True)
+    assert (due_calls, early) == (10, 390)
+    assert calls_to_make(due=5, used_today=1000, budget=1000, pace=0.9, early_fill=True) == (
+        0,
+        0,
+    )
+
+
+def test_round_robin_checks_only_what_is_due_and_never_beyond_the_budget() -> None:
+    assert calls_to_make(due=50, used_today=990, budget=1000, pace=0.1, early_fill=False) == (10, 0)
+
+
+def test_round_robin_is_the_peers_baseline() -> None:
+    rota = RoundRobinPolicy(Budget(calls_per_day=100), cases=300)
+    assert rota.interval == timedelta(days=3)
+    start = TUESDAY
+    assert rota.first_check(150, 300, start) == start + timedelta(days=1.5)
+    slot = start + timedelta(hours=5)
+    late = CaseState("I-485", "case_received", None, scheduled_at=slot)
+    assert rota.next_check(late, slot + timedelta(minutes=3))[0] == slot + timedelta(days=3)
+
+
+def test_the_policy_fits_its_threshold_to_the_caseload() -> None:
+    small, large = AdaptivePolicy(BUDGET), AdaptivePolicy(BUDGET)
+    small.refit(TUESDAY, [_case("case_received")] * 100)
+    large.refit(TUESDAY, [_case("case_received")] * 10_000)
+    assert large.threshold > small.threshold
+
+
+def test_delays_are_summarized_by_how_many_changes_wait_that_long() -> None:
+    summary = weighted_summary([(1.0, 2.0), (1.0, 4.0), (2.0, 10.0)])
+    assert summary == {"mean": 6.5, "p50": 4.0, "p95": 10.0}
+    assert weighted_summary([]) == {"mean": None, "p50": None, "p95": None}
