@@ -10,7 +10,7 @@ from casewatch.accounts.firms import default_firm
 from casewatch.audit.chain import verify
 from casewatch.cases.history import record_outcome
 from casewatch.cases.models import Case, Deadline, Observation, StatusEvent
-from casewatch.uscis.source import CaseStatus, Found, RateLimited, Unavailable
+from casewatch.uscis.source import CaseStatus, Found, HistoryEntry, RateLimited, Unavailable
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +24,7 @@ def status(
     modified: datetime | None = T0,
     title_es: str = "",
     receipt: str = "EAC2490012345",
+    history: tuple[HistoryEntry, ...] = (),
 ) -> Found:
     return Found(
         CaseStatus(
@@ -35,7 +36,7 @@ def status(
             description_es="",
             submitted_at=None,
             modified_at=modified,
-            history=(),
+            history=history,
             message="Query was successful",
             source="sandbox",
         )
@@ -144,3 +145,52 @@ def test_a_status_event_cannot_be_edited(case: Case) -> None:
     event.title_en = "Case Was Approved"
     with pytest.raises(ValueError, match="never edited"):
         event.save()
+
+
+def _entry(on: date, text: str) -> HistoryEntry:
+    return HistoryEntry(on, text, "")
+
+
+def test_steps_missed_between_two_checks_are_recovered_from_the_history(case: Case) -> None:
+    record_outcome(case, status("Case Was Received", modified=T0), observed_at=T0)
+    later = T0 + timedelta(days=9)
+    history = (  # USCIS lists the newest step first
+        _entry(date(2026, 3, 11), "We scheduled an interview for your Form I-485."),
+        _entry(date(2026, 3, 9), "We sent you a request for evidence for your Form I-485."),
+        _entry(date(2026, 3, 5), "We received your fingerprint fee for your Form I-485."),
+        _entry(date(2026, 3, 2), "We received your Form I-485."),
+    )
+    recorded = record_outcome(
+        case,
+        status("Interview Was Scheduled", modified=later, history=history),
+        observed_at=later,
+    )
+    statuses = [(e.status, e.recovered) for e in recorded.events]
+    assert statuses == [
+        ("fingerprint_fee_received", True),
+        ("rfe_sent", True),
+        ("interview_scheduled", False),
+    ]
+    rfe = recorded.events[1]
+    assert rfe.previous_status == "fingerprint_fee_received"
+    assert rfe.uscis_date is not None and rfe.uscis_date.date() == date(2026, 3, 9)
+    deadline = Deadline.objects.get(event=rfe)
+    assert deadline.due_on == date(2026, 3, 9) + timedelta(days=87)
+    assert verify().ok
+
+
+def test_history_that_only_repeats_what_was_known_recovers_nothing(case: Case) -> None:
+    record_outcome(case, status("Case Was Received", modified=T0), observed_at=T0)
+    later = T0 + timedelta(days=3)
+    history = (
+        _entry(date(2026, 3, 5), "We received your fingerprint fee for your Form I-485."),
+        _entry(date(2026, 3, 2), "We received your Form I-485."),
+    )
+    recorded = record_outcome(
+        case,
+        status("Fingerprint Fee Was Received", modified=later, history=history),
+        observed_at=later,
+    )
+    assert [(e.status, e.recovered) for e in recorded.events] == [
+        ("fingerprint_fee_received", False)
+    ]

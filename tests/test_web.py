@@ -96,3 +96,19 @@ def test_another_firms_case_is_not_found(browser: Browser) -> None:
     case = _rfe_case(other)
     assert browser.get(f"/cases/{case.pk}/").status_code == 404
     assert "EAC2490012345" not in browser.get("/cases/").content.decode()
+
+
+def test_the_case_list_says_how_uscis_is_and_what_the_budget_buys(
+    browser: Browser, firm: Firm
+) -> None:
+    from django.core.cache import cache
+
+    from casewatch.monitor.health import note_outcome
+
+    cache.clear()
+    _rfe_case(firm)
+    note_outcome(None, datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
+    page = browser.get("/cases/").content.decode()
+    assert "USCIS is readable." in page
+    assert "Last successful USCIS read: 2026-03-02 15:00" in page
+    assert "calls/day, 1 active case: expected detection delay p50" in page

@@ -9,9 +9,11 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from casewatch.cli import bench_monitor
 from casewatch.cli.output import print_json
 
 PREFIXES = ("EAC", "WAC", "LIN", "SRC", "NBC", "MSC", "IOE")
@@ -27,10 +29,38 @@ def register(commands: Any) -> None:
     imports.add_argument("--rows", type=int, default=50_000)
     imports.add_argument("--json", action="store_true")
     imports.set_defaults(run=run_import)
+    pipeline = benches.add_parser(
+        "pipeline",
+        help="check N cases once with the real worker against a local sandbox",
+        description=(
+            "The worker's own rounds (limiter, check, record) against a sandbox in its own "
+            "process over HTTP, with no rate limit and real database writes."
+        ),
+    )
+    pipeline.add_argument("--cases", type=int, default=1000, metavar="N")
+    pipeline.add_argument("--json", action="store_true")
+    pipeline.set_defaults(run=bench_monitor.run_pipeline)
+    quota = benches.add_parser(
+        "quota",
+        help="run the real worker for S seconds against a sandbox limited to R requests/s",
+        description=(
+            "How much of a spike-arrest limit the worker uses, and whether it ever trips it: "
+            "the sandbox runs with --rate R and the worker with the same limit."
+        ),
+    )
+    quota.add_argument("--rate", type=float, default=10.0, metavar="R")
+    quota.add_argument("--seconds", type=float, default=10.0, metavar="S")
+    quota.add_argument("--json", action="store_true")
+    quota.set_defaults(run=bench_monitor.run_quota)
 
 
-def write_caseload(path: Path, rows: int, *, seed: int = 7) -> None:
-    """A realistic sheet of obviously fake clients, one unique receipt per row."""
+def write_caseload(
+    path: Path, rows: int, *, seed: int = 7, avoid_endings: Collection[str] = ()
+) -> None:
+    """A realistic sheet of obviously fake clients, one unique receipt per row.
+
+    `avoid_endings`: serial endings left out (the sandbox answers some with errors).
+    """
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8", newline="") as handle:
         out = csv.writer(handle)
@@ -48,7 +78,9 @@ def write_caseload(path: Path, rows: int, *, seed: int = 7) -> None:
                 "Notes",
             ]
         )
-        serials = rng.sample(range(10**9, 10**10), rows)
+        spare = rows // 100 + 20 if avoid_endings else 0
+        serials = rng.sample(range(10**9, 10**10), rows + spare)
+        serials = [s for s in serials if str(s)[-4:] not in avoid_endings][:rows]
         for n, serial in enumerate(serials):
             out.writerow(
                 [

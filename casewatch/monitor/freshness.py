@@ -89,10 +89,11 @@ class Freshness:
     @property
     def sentence(self) -> str:
         delay = self.delay_hours
+        cases = f"{self.active_cases:,} active case{'' if self.active_cases == 1 else 's'}"
         if delay["p50"] is None:
-            return f"{self.calls_per_day:,} calls/day, {self.active_cases:,} active cases"
+            return f"{self.calls_per_day:,} calls/day, {cases}"
         return (
-            f"{self.calls_per_day:,} calls/day, {self.active_cases:,} active cases: "
+            f"{self.calls_per_day:,} calls/day, {cases}: "
             f"expected detection delay p50 {_hours(delay['p50'])}, p95 {_hours(delay['p95'])}"
         )
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from casewatch.accounts.models import Firm, Membership
 from casewatch.cases.models import Case
@@ -14,6 +19,7 @@ from casewatch.core.receipts import normalize_receipt
 from casewatch.core.statuses import CATEGORIES
 
 PAGE_SIZE = 50
+FRESHNESS_CACHE_SECONDS = 600
 
 
 def firm_of(request: HttpRequest) -> Firm:
@@ -42,6 +48,34 @@ def _filtered(request: HttpRequest, firm: Firm) -> QuerySet[Case]:
     return cases.order_by("-status_since", "-pk")
 
 
+def uscis_panel() -> dict[str, Any]:
+    """USCIS health, today's budget and what it buys, for the top of the staff pages.
+
+    The freshness estimate learns from the whole caseload, so it is kept for ten minutes.
+    """
+    from casewatch.monitor.freshness import freshness_now
+    from casewatch.monitor.health import health_snapshot
+    from casewatch.monitor.limiter import shared_quota
+    from casewatch.monitor.tasks import current_budget
+
+    health = health_snapshot()
+    budget = current_budget()
+    sentence = cache.get("casewatch:freshness")
+    if sentence is None:
+        sentence = freshness_now(budget, timezone.now()).sentence
+        cache.set("casewatch:freshness", sentence, FRESHNESS_CACHE_SECONDS)
+    last_read = health["last_success_at"]
+    return {
+        "circuit": health["circuit"],
+        "last_success_at": parse_datetime(last_read) if last_read else None,
+        "unreadable_since": health["unreadable_since"],
+        "last_error": health["last_error"],
+        "used_today": shared_quota(budget.rate_per_second, budget.calls_per_day).used_today(),
+        "calls_per_day": budget.calls_per_day,
+        "freshness": sentence,
+    }
+
+
 @login_required
 def case_list(request: HttpRequest) -> HttpResponse:
     firm = firm_of(request)
@@ -56,6 +90,7 @@ def case_list(request: HttpRequest) -> HttpResponse:
             "query": request.GET.get("q", ""),
             "category": request.GET.get("category", ""),
             "total": Case.objects.filter(firm=firm, archived_at__isnull=True).count(),
+            "uscis": uscis_panel(),
         },
     )
 
