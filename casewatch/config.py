@@ -150,6 +150,9 @@ class MonitorSettings:
     daily_budget: int
     rate_per_second: float
     min_interval_seconds: float
+    # How long a worker's claim on a batch of cases lasts; a killed worker's claims
+    # come back after it. Keep it well above CASEWATCH_USCIS_TIMEOUT.
+    claim_lease_seconds: float = 600.0
 
 
 def monitor_settings() -> MonitorSettings:
@@ -166,4 +169,10 @@ def monitor_settings() -> MonitorSettings:
         daily_budget=budget,
         rate_per_second=_env_float("CASEWATCH_USCIS_RATE", 10.0),
         min_interval_seconds=_env_float("CASEWATCH_CHECK_INTERVAL_SECONDS", 600.0),
+        claim_lease_seconds=claim_lease_seconds(),
     )
+
+
+def claim_lease_seconds() -> float:
+    """CASEWATCH_CLAIM_LEASE_SECONDS: how long a worker's claim on a case lasts (default 600)."""
+    return _env_float("CASEWATCH_CLAIM_LEASE_SECONDS", 600.0)

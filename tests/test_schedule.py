@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from casewatch.monitor.schedule import (
     CaseState,
     RoundRobinPolicy,
     calls_to_make,
+    cost_curve,
     solve_interval,
     threshold_for_budget,
 )
@@ -63,7 +65,7 @@ def test_a_case_whose_next_update_likely_needs_action_gets_more_checks() -> None
 
 
 def test_intervals_stay_within_the_budget_bounds() -> None:
-    assert _interval("card_mailed", threshold=1e-9) == BUDGET.min_interval
+    assert _interval("card_mailed", threshold=1e-12) == BUDGET.min_interval
     assert _interval("case_received", threshold=1e9) == BUDGET.max_interval
 
 
@@ -92,6 +94,24 @@ def test_open_stays_count_as_exposure_without_an_exit() -> None:
     assert len(tally.exits) == len(BUCKETS)
 
 
+def test_time_before_a_case_was_first_read_is_not_exposure() -> None:
+    tally = Tally()
+    tally.add(10.0, ended=True, unseen_days=4.0)
+    assert tally.total_exposure == pytest.approx(6.0) and tally.exits[3] == 1
+    assert tally.exposure[:3] == [0.0, 0.0, 3.0]  # days 0-4 were never watched
+
+
+def test_cases_found_long_into_a_status_teach_its_late_hazard_not_a_slow_one() -> None:
+    # Cases first read 300 days into "approved"; half of them moved within the next 10 days.
+    found_late = [
+        Stay("I-130", "approved", 310.0, n % 2 == 0, "", unseen_days=300.0) for n in range(200)
+    ]
+    model = fit(found_late, [])
+    naive = fit([replace(stay, unseen_days=0.0) for stay in found_late], [])
+    assert model.hazard("I-130", "approved", 305) > 3 * naive.hazard("I-130", "approved", 305)
+    assert model.hazard("I-130", "approved", 305) == pytest.approx(100 / 2000, rel=0.2)
+
+
 def test_the_posting_profile_is_learned_from_when_changes_appear() -> None:
     # A firm whose USCIS updates (unusually) land at 03:00 Eastern.
     nights = [datetime(2026, 3, 2 + d % 5, 8, 0, tzinfo=UTC) for d in range(2000)]
@@ -110,16 +130,20 @@ def test_checks_bunch_where_uscis_posts() -> None:
     assert weekday < weekend
 
 
-def test_the_threshold_spends_exactly_the_budget() -> None:
+def test_the_threshold_spends_the_budget_over_weeks_of_checks() -> None:
     rng = random.Random(3)
-    rates = [(rng.lognormvariate(-3, 1.5), rng.random() < 0.2) for _ in range(5000)]
-    mu = threshold_for_budget(rates, BUDGET, 1000)
-    spent = 0.0
-    for rate, final in rates:
-        interval = (2 * mu / rate) ** 0.5
-        top = (BUDGET.max_interval_final if final else BUDGET.max_interval) / timedelta(days=1)
-        spent += 1 / min(max(interval, BUDGET.min_interval / timedelta(days=1)), top)
-    assert spent == pytest.approx(1000, rel=0.02)
+    statuses = ["case_received", "card_mailed", "fingerprints_taken", "approved", "card_delivered"]
+    caseload = [_case(rng.choice(statuses), days_in=rng.uniform(0, 90)) for _ in range(400)]
+    model = prior_model()
+    curves = [cost_curve(model, case, TUESDAY, BUDGET) for case in caseload]
+    mu = threshold_for_budget(curves, BUDGET, 300, scale=2.5)  # 400 cases stand for 1,000
+    checks = 0
+    for case in caseload:  # each case's checks through four weeks of days, nights and weekends
+        moment = TUESDAY + solve_interval(model, case, TUESDAY, mu, BUDGET)
+        while moment <= TUESDAY + timedelta(days=28):
+            checks += 1
+            moment += solve_interval(model, case, moment, mu, BUDGET)
+    assert 2.5 * checks / 28 == pytest.approx(300, rel=0.1)
 
 
 def test_due_cases_go_first_but_keep_a_reserve_for_the_rest_of_the_day() -> None:

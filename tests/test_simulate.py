@@ -63,7 +63,7 @@ def _run(args: list[str], data_dir: Path, **env: str) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("trace") / "trace.csv"
-    write_trace(path, cases=150, days=30, seed=11)
+    write_trace(path, cases=300, days=30, seed=12)
     return path
 
 
@@ -79,7 +79,7 @@ def runs(trace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dic
                 "--trace",
                 str(trace),
                 "--budget-per-day",
-                "75",
+                "150",
                 "--policy",
                 policy,
                 "--json",
@@ -95,7 +95,7 @@ def runs(trace: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dic
 def test_simulate_prints_the_contract_object(runs: dict[str, dict[str, Any]]) -> None:
     for policy, result in runs.items():
         assert set(result) >= SIMULATE_KEYS
-        assert result["policy"] == policy and result["cases"] == 150
+        assert result["policy"] == policy and result["cases"] == 300
         assert result["detected"] + result["missed"] == result["changes"] > 0
         assert set(result["delay_hours"]) == {"mean", "p50", "p95", "max"}
         assert set(result["action_delay_hours"]) == {"count", "mean", "p50", "p95", "max"}
@@ -103,12 +103,12 @@ def test_simulate_prints_the_contract_object(runs: dict[str, dict[str, Any]]) ->
 
 def test_no_day_spends_more_than_the_budget(runs: dict[str, dict[str, Any]]) -> None:
     for result in runs.values():
-        assert 0 < result["max_calls_in_a_day"] <= 75
-        assert result["api_calls"] <= 75 * (int(result["days"]) + 1)
+        assert 0 < result["max_calls_in_a_day"] <= 150
+        assert result["api_calls"] <= 150 * (int(result["days"]) + 1)
 
 
 def test_round_robin_waits_about_half_its_interval(runs: dict[str, dict[str, Any]]) -> None:
-    interval_hours = 150 / 75 * 24
+    interval_hours = 300 / 150 * 24
     assert runs["round-robin"]["delay_hours"]["mean"] == pytest.approx(interval_hours / 2, rel=0.25)
 
 
@@ -117,7 +117,8 @@ def test_the_adaptive_scheduler_notices_changes_sooner_than_round_robin(
 ) -> None:
     adaptive, baseline = runs["adaptive"], runs["round-robin"]
     assert adaptive["delay_hours"]["mean"] < 0.8 * baseline["delay_hours"]["mean"]
-    assert adaptive["detected"] >= baseline["detected"]
+    # Not by leaving some cases to wait: the slowest changes are seen sooner too.
+    assert adaptive["delay_hours"]["p95"] < baseline["delay_hours"]["p95"]
 
 
 def test_the_stated_freshness_is_within_a_quarter_of_what_simulation_measures(

@@ -4,19 +4,27 @@ Every answer becomes an Observation. Only a real change becomes a StatusEvent,
 and it is written with its deadline and audit entries, and the case's new
 status, in one transaction: a crash leaves either all of it or none of it.
 A fault (not found, rate limited, down, …) is never a change.
+
+A worker keeps a batch of answers at once (`record_outcomes`): the same rows
+as one by one, written table by table in one transaction.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from django.db import transaction
+from django.db import connection, models, transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
-from casewatch.audit.chain import record as audit
+from casewatch.audit.chain import PendingEntry
+from casewatch.audit.chain import record_many as audit_many
 from casewatch.cases.models import Case, Deadline, Observation, StatusEvent
 from casewatch.core.history_text import classify_history
 from casewatch.core.notice_dates import notice_date, response_deadline
@@ -58,23 +66,24 @@ def understand(status: CaseStatus) -> Classification:
     return english
 
 
-def _is_change(case: Case, status: CaseStatus, meaning: Classification) -> bool:
+def _is_change(
+    case: Case, status: CaseStatus, meaning: Classification, last: StatusEvent | None
+) -> bool:
     """A new canonical status is a change; a rewording of the same one is not.
 
     The same status counts again only when USCIS dates it later (a second RFE,
     a rescheduled interview): by modifiedDate, or for IOE receipts, which carry
-    no dates, by the notice date in the description.
+    no dates, by the notice date in the description. `last` is the case's
+    latest event.
     """
     if not case.status:
         return True
     if meaning.is_unknown:
-        last = case.events.order_by("-observed_at", "-pk").first()
         return (
             last is None or last.title_en.strip().casefold() != status.title_en.strip().casefold()
         )
     if meaning.status != case.status:
         return True
-    last = case.events.order_by("-observed_at", "-pk").first()
     if last is None:
         return True
     modified = uscis_moment(status.modified_at)
@@ -87,18 +96,229 @@ def _is_change(case: Case, status: CaseStatus, meaning: Classification) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One answer to keep: the case asked about, what came back, and when it was asked."""
+
+    case: Case
+    outcome: Outcome
+    observed_at: datetime
+
+
 def record_outcome(case: Case, outcome: Outcome, *, observed_at: datetime) -> Recorded:
     """Keep one answer about `case`, and record the change it brings, if any."""
+    (recorded,) = record_outcomes([Answer(case, outcome, observed_at)])
+    return recorded
+
+
+def record_outcomes(answers: Sequence[Answer]) -> list[Recorded]:
+    """Keep many answers in one transaction: what `record_outcome` does for each, in order.
+
+    One read of the cases, one insert per table and one audit append instead of
+    a dozen statements per answer; the rows written are the same.
+    """
     with transaction.atomic():
-        case = Case.objects.select_for_update().get(pk=case.pk)
-        if not isinstance(outcome, Found):
-            return _record_fault(case, outcome, observed_at)
-        return _record_status(case, outcome.status, observed_at)
+        recorded = prepare_records(answers)
+        save_records(recorded)
+    return recorded
+
+
+def prepare_records(answers: Sequence[Answer]) -> list[Recorded]:
+    """What each answer means, as unsaved rows; call inside a transaction, then `save_records`.
+
+    The cases are read afresh and locked, since the answers' copies may be stale;
+    those copies are left as they were. Each case may appear once.
+    """
+    ids = [answer.case.pk for answer in answers]
+    if len(set(ids)) != len(ids):
+        raise ValueError("a batch of answers holds each case at most once")
+    latest = (
+        StatusEvent.objects.filter(case=OuterRef("pk"))
+        .order_by("-observed_at", "-pk")
+        .values("pk")[:1]
+    )
+    fresh = {
+        case.pk: case
+        for case in Case.objects.select_for_update()
+        .filter(pk__in=ids)
+        .annotate(latest_event_pk=Subquery(latest))
+        .order_by("pk")  # Locks taken in one order by everyone: no deadlock.
+    }
+    missing = [pk for pk in ids if pk not in fresh]
+    if missing:
+        raise Case.DoesNotExist(f"cases {missing} were deleted before their answers were kept")
+    wanted = [pk for case in fresh.values() if (pk := getattr(case, "latest_event_pk", None))]
+    last_events = (
+        StatusEvent.objects.only("title_en", "description_en", "uscis_date").in_bulk(wanted)
+        if wanted
+        else {}
+    )
+    recorded = []
+    for answer in answers:
+        case = fresh[answer.case.pk]
+        last = last_events.get(getattr(case, "latest_event_pk", None) or 0)
+        if isinstance(answer.outcome, Found):
+            recorded.append(_record_status(case, answer.outcome.status, answer.observed_at, last))
+        else:
+            recorded.append(_record_fault(case, answer.outcome, answer.observed_at))
+    return recorded
+
+
+# What recording sets on a case; `save_records` writes them for every case of a batch.
+RECORDED_FIELDS = (
+    "last_checked_at",
+    "last_read_at",
+    "last_problem",
+    "source",
+    "form_type",
+    "status",
+    "category",
+    "urgency",
+    "title_en",
+    "title_es",
+    "status_since",
+    "uscis_status_since",
+    "updated_at",
+)
+
+
+def save_records(recorded: Sequence[Recorded], *, also: Sequence[str] = ()) -> None:
+    """Write what `prepare_records` made, in the same transaction, and the cases' `also` fields.
+
+    Rows go in table by table in the order one-by-one recording would make them,
+    so ids and the audit chain come out the same.
+    """
+    if not recorded:
+        return
+    _insert([r.observation for r in recorded])
+    _insert([event for r in recorded for event in r.events])
+    _insert([deadline for r in recorded for deadline in r.deadlines])
+    audit_many(
+        [
+            entry
+            for r in recorded
+            for event in r.events
+            for entry in _audit_entries(r.case, event, r.deadlines)
+        ]
+    )
+    now = timezone.now()
+    for r in recorded:
+        r.case.updated_at = now
+    _update_cases([r.case for r in recorded], [*RECORDED_FIELDS, *also])
+
+
+# Values the drivers take as they are, by field type: preparing them through the
+# field (Django's way) costs more than the rest of a batch's inserts together.
+_AS_IS: dict[type[Any], tuple[type[Any], ...]] = {
+    models.CharField: (str,),
+    models.TextField: (str,),
+    models.FloatField: (float,),
+    models.BooleanField: (bool,),
+    models.IntegerField: (int,),
+    models.BigIntegerField: (int,),
+    models.PositiveIntegerField: (int,),
+    models.BigAutoField: (int,),
+    models.ForeignKey: (int,),
+    models.DateTimeField: (),
+}
+
+
+def _preparer(column: Any) -> Callable[[Any], Any]:
+    """How a value of `column` is stored: as it is for text, numbers and ids, else as Django does.
+
+    An aware datetime goes straight to the backend's adapter, which is all that
+    `get_db_prep_save` does with one after several layers of checks.
+    """
+    prepare = functools.partial(column.get_db_prep_save, connection=connection)
+    kinds = _AS_IS.get(type(column))
+    if kinds is None:
+        return prepare
+    if type(column) is models.DateTimeField:
+        adapt = connection.ops.adapt_datetimefield_value
+
+        def stored_moment(value: Any) -> Any:
+            if type(value) is datetime and value.tzinfo is not None:
+                return adapt(value)
+            return None if value is None else prepare(value)
+
+        return stored_moment
+
+    def stored(value: Any) -> Any:
+        return value if value is None or type(value) in kinds else prepare(value)
+
+    return stored
+
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+def _insert(rows: Sequence[_M]) -> None:
+    """Insert new rows of one model and give each its id, as `bulk_create` does, for less."""
+    if not rows:
+        return
+    model = type(rows[0])
+    if not connection.features.can_return_rows_from_bulk_insert:
+        model._default_manager.bulk_create(rows)
+        return
+    meta = model._meta
+    pk = meta.pk
+    assert pk is not None
+    columns = [column for column in meta.concrete_fields if column is not pk]
+    stamped = [
+        c for c in columns if getattr(c, "auto_now", False) or getattr(c, "auto_now_add", False)
+    ]
+    related = [c for c in columns if isinstance(c, models.ForeignKey)]
+    stores = [(_preparer(column), column.attname) for column in columns]
+    values: list[Any] = []
+    for row in rows:
+        for key in related:  # A related row saved since it was assigned: take its id now.
+            if getattr(row, key.attname) is None and key.is_cached(row):
+                setattr(row, key.name, getattr(row, key.name))  # Keeps the object, sets its id.
+        for column in stamped:
+            column.pre_save(row, add=True)
+        values += [store(getattr(row, name)) for store, name in stores]
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(str(column.column)) for column in columns)
+    per_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    chunk = max((connection.features.max_query_params or 30_000) // len(columns), 1)
+    ids: list[int] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), chunk):
+            count = min(chunk, len(rows) - start)
+            cursor.execute(
+                f"INSERT INTO {quote(meta.db_table)} ({names}) "  # noqa: S608 - names from the model
+                f"VALUES {', '.join([per_row] * count)} RETURNING {quote(str(pk.column))}",
+                values[start * len(columns) : (start + count) * len(columns)],
+            )
+            # Ids grow in the order the rows were inserted, whatever order they come back in.
+            ids += sorted(int(found) for (found,) in cursor.fetchall())
+    for row, new_id in zip(rows, ids, strict=True):
+        setattr(row, pk.attname, new_id)
+        row._state.adding, row._state.db = False, connection.alias
+
+
+def _update_cases(cases: Sequence[Case], fields: Sequence[str]) -> None:
+    """One prepared UPDATE for every case: cheaper than `bulk_update`'s CASE per column."""
+    meta = Case._meta
+    assert meta.pk is not None
+    by_name = {column.name: column for column in meta.concrete_fields}
+    columns = [by_name[name] for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(str(column.column))} = %s" for column in columns)
+    table, pk = quote(meta.db_table), quote(str(meta.pk.column))
+    stores = [(_preparer(column), column.attname) for column in columns]
+    rows = [[store(getattr(case, name)) for store, name in stores] + [case.pk] for case in cases]
+    with connection.cursor() as cursor:
+        # Names come from the model, values are parameters.
+        cursor.executemany(
+            f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608
+            rows,
+        )
 
 
 def _record_fault(case: Case, outcome: Outcome, observed_at: datetime) -> Recorded:
     message = getattr(outcome, "message", "")
-    observation = Observation.objects.create(
+    observation = Observation(
         case=case,
         observed_at=observed_at,
         source=case.source or "",
@@ -107,14 +327,15 @@ def _record_fault(case: Case, outcome: Outcome, observed_at: datetime) -> Record
     )
     case.last_checked_at = observed_at
     case.last_problem = message
-    case.save(update_fields=["last_checked_at", "last_problem", "updated_at"])
     return Recorded(observation, case)
 
 
-def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Recorded:
+def _record_status(
+    case: Case, status: CaseStatus, observed_at: datetime, last: StatusEvent | None
+) -> Recorded:
     meaning = understand(status)
-    changed = _is_change(case, status, meaning)
-    observation = Observation.objects.create(
+    changed = _is_change(case, status, meaning, last)
+    observation = Observation(
         case=case,
         observed_at=observed_at,
         source=status.source,
@@ -142,12 +363,9 @@ def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Rec
     case.last_read_at = observed_at
     case.last_problem = ""
     case.source = status.source
-    update = ["last_checked_at", "last_read_at", "last_problem", "source", "updated_at"]
     if status.form_type and not case.form_type:
         case.form_type = status.form_type
-        update.append("form_type")
     if not changed:
-        case.save(update_fields=update)
         return Recorded(observation, case)
 
     since = uscis_moment(status.modified_at) or _latest_history_moment(status) or observed_at
@@ -159,7 +377,7 @@ def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Rec
             events.append(event)
             deadlines += _deadlines_for(case, event, basis=missed.on)
             case.status = event.status
-    event = StatusEvent.objects.create(
+    event = StatusEvent(
         firm_id=case.firm_id,
         case=case,
         observation=observation,
@@ -177,7 +395,6 @@ def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Rec
         source=status.source,
         initial=not case.status,
     )
-    _audit_event(case, event)
     events.append(event)
     deadlines += _deadlines_for(case, event)
     case.status = meaning.status
@@ -187,31 +404,47 @@ def _record_status(case: Case, status: CaseStatus, observed_at: datetime) -> Rec
     case.title_es = status.title_es
     case.status_since = observed_at
     case.uscis_status_since = since
-    case.save(
-        update_fields=[
-            *update,
-            "status",
-            "category",
-            "urgency",
-            "title_en",
-            "title_es",
-            "status_since",
-            "uscis_status_since",
-        ]
-    )
     return Recorded(observation, case, events, deadlines)
 
 
-def _audit_event(case: Case, event: StatusEvent) -> None:
-    audit(
-        "status_event.recorded",
-        object_type="status_event",
-        object_id=event.pk,
-        firm_id=case.firm_id,
-        actor="worker",
-        details=_event_details(case, event),
-        at=event.observed_at,
-    )
+def _audit_entries(
+    case: Case, event: StatusEvent, deadlines: Sequence[Deadline]
+) -> list[PendingEntry]:
+    """An event's audit entry, then those of the deadlines it set: one-by-one order."""
+    entries = [
+        PendingEntry(
+            "status_event.recorded",
+            object_type="status_event",
+            object_id=event.pk,
+            firm_id=case.firm_id,
+            actor="worker",
+            details=_event_details(case, event),
+            at=event.observed_at,
+        )
+    ]
+    for deadline in deadlines:
+        if deadline.event is not event:
+            continue
+        entries.append(
+            PendingEntry(
+                "deadline.created",
+                object_type="deadline",
+                object_id=deadline.pk,
+                firm_id=case.firm_id,
+                actor="worker",
+                details={
+                    "case_id": case.pk,
+                    "receipt_number": case.receipt_number,
+                    "event_id": event.pk,
+                    "kind": deadline.kind,
+                    "due_on": deadline.due_on.isoformat(),
+                    "due_at": deadline.due_at.isoformat() if deadline.due_at else None,
+                    "basis": deadline.basis.isoformat(),
+                },
+                at=event.observed_at,
+            )
+        )
+    return entries
 
 
 def _history_moment(on: date) -> datetime:
@@ -284,7 +517,7 @@ def _record_missed(
     case: Case, observation: Observation, step: MissedStep, observed_at: datetime
 ) -> StatusEvent:
     found = default_catalog().statuses.get(step.meaning.status)
-    event = StatusEvent.objects.create(
+    return StatusEvent(
         firm_id=case.firm_id,
         case=case,
         observation=observation,
@@ -303,8 +536,6 @@ def _record_missed(
         initial=False,
         recovered=True,
     )
-    _audit_event(case, event)
-    return event
 
 
 def _event_details(case: Case, event: StatusEvent) -> dict[str, Any]:
@@ -332,31 +563,15 @@ def _deadlines_for(case: Case, event: StatusEvent, basis: date | None = None) ->
         found = response_deadline(event.category, "", received_on=seen_on)
     if found is None:
         return []
-    deadline = Deadline.objects.create(
-        firm_id=case.firm_id,
-        case=case,
-        event=event,
-        kind=found.kind,
-        due_on=found.due_on,
-        due_at=found.due_at,
-        basis=found.basis,
-        basis_text=found.basis_text,
-    )
-    audit(
-        "deadline.created",
-        object_type="deadline",
-        object_id=deadline.pk,
-        firm_id=case.firm_id,
-        actor="worker",
-        details={
-            "case_id": case.pk,
-            "receipt_number": case.receipt_number,
-            "event_id": event.pk,
-            "kind": deadline.kind,
-            "due_on": deadline.due_on.isoformat(),
-            "due_at": deadline.due_at.isoformat() if deadline.due_at else None,
-            "basis": deadline.basis.isoformat(),
-        },
-        at=event.observed_at,
-    )
-    return [deadline]
+    return [
+        Deadline(
+            firm_id=case.firm_id,
+            case=case,
+            event=event,
+            kind=found.kind,
+            due_on=found.due_on,
+            due_at=found.due_at,
+            basis=found.basis,
+            basis_text=found.basis_text,
+        )
+    ]

@@ -6,15 +6,19 @@ import argparse
 import csv
 import os
 import random
+import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from casewatch.cli import bench_monitor
 from casewatch.cli.output import print_json
+from casewatch.config import ConfigError
 
 PREFIXES = ("EAC", "WAC", "LIN", "SRC", "NBC", "MSC", "IOE")
 FORMS = ("I-130", "I-485", "I-765", "I-131", "N-400", "I-129F", "I-751", "I-90")
@@ -34,7 +38,9 @@ def register(commands: Any) -> None:
         help="check N cases once with the real worker against a local sandbox",
         description=(
             "The worker's own rounds (limiter, check, record) against a sandbox in its own "
-            "process over HTTP, with no rate limit and real database writes."
+            "process over HTTP, with no rate limit and real database writes: on a throwaway "
+            "SQLite database, or in a throwaway database on the PostgreSQL server that "
+            "DATABASE_URL names."
         ),
     )
     pipeline.add_argument("--cases", type=int, default=1000, metavar="N")
@@ -110,6 +116,62 @@ def throwaway_data_dir(*, prefix: str = "casewatch-bench-", fast: bool = False) 
     if fast:
         os.environ["CASEWATCH_SQLITE_THROWAWAY"] = "1"
     return root
+
+
+def postgres_server() -> str | None:
+    """The PostgreSQL server DATABASE_URL names, if it names one."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    return url if url.startswith(("postgres://", "postgresql://")) else None
+
+
+@contextmanager
+def throwaway_postgres(server: str) -> Iterator[str]:
+    """A fresh database on `server` for one bench, DATABASE_URL pointing at it, dropped after.
+
+    The server's own databases are never touched: the bench's writes go to
+    `casewatch_bench_<random>`, which is dropped however the bench ends.
+    """
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError as exc:
+        raise ConfigError(
+            "DATABASE_URL names PostgreSQL, but psycopg is not installed "
+            "(pip install 'casewatch[postgres]')"
+        ) from exc
+    name = f"casewatch_bench_{secrets.token_hex(6)}"
+    try:
+        with psycopg.connect(server, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"cannot create a throwaway database on the PostgreSQL server in DATABASE_URL: "
+            f"{_first_line(exc)}"
+        ) from exc
+    os.environ["DATABASE_URL"] = urlsplit(server)._replace(path=f"/{name}").geturl()
+    try:
+        yield name
+    finally:
+        os.environ["DATABASE_URL"] = server
+        _close_django_connections()
+        with psycopg.connect(server, autocommit=True, connect_timeout=10) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _close_django_connections() -> None:
+    """Let go of the throwaway database before it is dropped (if Django ever opened it)."""
+    from django.apps import apps
+
+    if apps.ready:
+        from django.db import connections
+
+        connections.close_all()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """`casewatch bench pipeline` and `bench quota`: the real worker against a sandbox over HTTP.
 
 Both run the worker's own round (`tasks.poll_once`: the shared limiter, check,
-record, schedule) in this process, on a throwaway database, against
+record, schedule) in this process, on a throwaway database (embedded SQLite, or
+a fresh database on the PostgreSQL server DATABASE_URL names), against
 `casewatch sandbox` started as a child process: the sandbox's CPU is not the
 worker's, and its counters are what a rate limit at USCIS would see.
 """
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -98,11 +99,30 @@ def _announced_url(process: subprocess.Popen[str], log_path: Path) -> str:
     return line.removeprefix(prefix).strip().rstrip("/")
 
 
-def _prepare(prefix: str, cases: int, daily_budget: int, rate: float | None) -> Path:
-    """A throwaway database holding `cases` fresh cases, and the worker's limits set to match."""
-    from casewatch.cli.bench import throwaway_data_dir, write_caseload
+@contextmanager
+def throwaway_caseload(
+    prefix: str, cases: int, daily_budget: int, rate: float | None
+) -> Iterator[Path]:
+    """A throwaway database holding `cases` fresh cases, and the worker's limits set to match.
 
+    The database is embedded SQLite, or a fresh one on the PostgreSQL server that
+    DATABASE_URL names; either is gone afterwards, with the data directory.
+    """
+    from casewatch.cli.bench import postgres_server, throwaway_data_dir, throwaway_postgres
+
+    server = postgres_server()  # Read first: a throwaway data directory forgets DATABASE_URL.
     root = throwaway_data_dir(prefix=prefix)
+    try:
+        with throwaway_postgres(server) if server else nullcontext():
+            _fill(root, cases, daily_budget, rate)
+            yield root
+    finally:
+        _discard(root)
+
+
+def _fill(root: Path, cases: int, daily_budget: int, rate: float | None) -> None:
+    from casewatch.cli.bench import write_caseload
+
     os.environ["CASEWATCH_USCIS_DAILY_BUDGET"] = str(daily_budget)
     os.environ["CASEWATCH_USCIS_RATE"] = repr(rate if rate is not None else 10.0)
     os.environ.pop("CASEWATCH_CHECK_INTERVAL_SECONDS", None)  # the default rest between checks
@@ -117,7 +137,6 @@ def _prepare(prefix: str, cases: int, daily_budget: int, rate: float | None) -> 
     sheet = root / "caseload.csv"
     write_caseload(sheet, cases, avoid_endings=ERROR_SERIALS.keys())
     import_sheet(default_firm(), read_sheet(sheet), file_name=sheet.name)
-    return root
 
 
 @dataclass
@@ -213,14 +232,14 @@ def run_pipeline(args: argparse.Namespace) -> int:
     if args.cases < 1:
         return fail("--cases must be at least 1")
     # Budget beyond the caseload: the pacing reserve for later in the day must not hold checks back.
-    root = _prepare("casewatch-bench-pipeline-", args.cases, daily_budget=2 * args.cases, rate=None)
+    caseload = throwaway_caseload(
+        "casewatch-bench-pipeline-", args.cases, daily_budget=2 * args.cases, rate=None
+    )
     try:
-        with sandbox_process(root, rate=None) as sandbox:
+        with caseload as root, sandbox_process(root, rate=None) as sandbox:
             run = _run_worker(sandbox.url, None, cases=args.cases, seconds=None)
     except (SandboxError, httpx.HTTPError) as exc:
         return fail(str(exc))
-    finally:
-        _discard(root)
     result = {
         "cases": args.cases,
         "checks": run.checks,
@@ -246,15 +265,15 @@ def run_quota(args: argparse.Namespace) -> int:
     if not args.seconds > 0 or not math.isfinite(args.seconds):
         return fail("--seconds must be greater than 0")
     cases = math.ceil(args.rate * args.seconds * (1 + QUOTA_SPARE_SHARE)) + 100
-    root = _prepare("casewatch-bench-quota-", cases, daily_budget=2 * cases, rate=args.rate)
+    caseload = throwaway_caseload(
+        "casewatch-bench-quota-", cases, daily_budget=2 * cases, rate=args.rate
+    )
     try:
-        with sandbox_process(root, rate=args.rate) as sandbox:
+        with caseload as root, sandbox_process(root, rate=args.rate) as sandbox:
             run = _run_worker(sandbox.url, args.rate, cases=cases, seconds=args.seconds)
             counters = sandbox.counters()
     except (SandboxError, httpx.HTTPError) as exc:
         return fail(str(exc))
-    finally:
-        _discard(root)
     requests = int(counters["requests"])
     achieved = requests / run.seconds if run.seconds else 0.0
     result = {
@@ -277,10 +296,13 @@ def run_quota(args: argparse.Namespace) -> int:
 
 
 def _discard(root: Path) -> None:
-    """Close the throwaway database and delete it: a bench leaves nothing behind."""
+    """Close the throwaway database and delete the data directory: a bench leaves nothing behind."""
     import shutil
 
-    from django.db import connections
+    from django.apps import apps
 
-    connections.close_all()
+    if apps.ready:
+        from django.db import connections
+
+        connections.close_all()
     shutil.rmtree(root, ignore_errors=True)

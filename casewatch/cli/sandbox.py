@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -47,7 +48,8 @@ def register(commands: Any) -> None:
         default="",
         metavar="SPEC",
         help="e.g. unavailable=0.1,slow=0.05,storm=0.01,malformed=0.02,"
-        "html=0.02,token_expiry=0.01,shapes=1,seed=7 (docs/sandbox.md)",
+        "html=0.02,token_expiry=0.01,wrong_case=0.01,shapes=1,seed=7, or random=0.2: "
+        "that share of requests each get one fault of a kind drawn at random (docs/sandbox.md)",
     )
     parser.add_argument(
         "--rate",
@@ -60,6 +62,14 @@ def register(commands: Any) -> None:
         "--office-hours",
         action="store_true",
         help="open Monday–Friday 7:00–20:00 US Eastern only, else 503",
+    )
+    parser.add_argument(
+        "--request-log",
+        type=Path,
+        metavar="FILE",
+        help="append one JSON line per case-status lookup: arrival and answer times "
+        "(epoch seconds), receipt, the client id its token was issued to, HTTP status, "
+        "injected fault",
     )
     parser.add_argument("--client-id", help="accept only this client id (default: any)")
     parser.add_argument("--client-secret", help="accept only this client secret (default: any)")
@@ -110,6 +120,18 @@ def run(args: argparse.Namespace) -> int:
     app = build_app(args)
     if isinstance(app, str):
         return fail(app)
+    with contextlib.ExitStack() as open_files:
+        if args.request_log is not None:
+            try:
+                app.request_log = open_files.enter_context(
+                    args.request_log.open("a", encoding="utf-8")
+                )
+            except OSError as exc:
+                return fail(f"--request-log: cannot write {args.request_log}: {exc.strerror}")
+        return _serve(app, args)
+
+
+def _serve(app: SandboxApp, args: argparse.Namespace) -> int:
     try:
         server = serve_in_thread(app, args.host, args.port)
     except OSError as exc:

@@ -10,7 +10,9 @@ again. Faults never change a status and never push a case's check far away.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -18,14 +20,22 @@ from functools import cache
 from django.db import connection, transaction
 from django.db.models import F, Q
 
-from casewatch.cases.history import Recorded, record_outcome, uscis_moment
+from casewatch.cases.history import (
+    Answer,
+    Recorded,
+    prepare_records,
+    save_records,
+    uscis_moment,
+)
 from casewatch.cases.models import Case, StatusEvent
+from casewatch.config import claim_lease_seconds
 from casewatch.core.history_text import classify_history
 from casewatch.core.statuses import default_catalog
 from casewatch.monitor.models import DwellSample
 from casewatch.monitor.schedule import CaseState, Policy, calls_to_make
 from casewatch.uscis.source import CaseStatusSource, Found, NotFound, Outcome
 
+# The default lease; CASEWATCH_CLAIM_LEASE_SECONDS sets the one workers use.
 LEASE = timedelta(minutes=10)
 # Not found: new receipts often take days to appear at USCIS. Invalid: rarely fixes itself.
 NOT_FOUND_RETRY = timedelta(hours=12)
@@ -33,6 +43,14 @@ INVALID_RETRY = timedelta(days=7)
 FAULT_RETRY = timedelta(minutes=15)
 # Two history steps on the same date lasted somewhere within that day; not zero.
 SAME_DAY = 0.25
+# Requests in flight at once: enough to hide the network's latency, few enough to stop
+# soon after a 429 (the answers to requests already sent are kept).
+FETCHERS = 4
+# Answers are recorded this many at a time, or once the oldest waited this long.
+RECORD_EVERY = 50
+RECORD_WITHIN = timedelta(seconds=2)
+# How long recording waits for the requests in flight (seconds): ample for one to be sent.
+SEND_GRACE = 0.01
 
 
 @cache
@@ -65,16 +83,19 @@ def claim(
     limit: int,
     *,
     worker: str = "",
-    lease: timedelta = LEASE,
+    lease: timedelta | None = None,
     rested: timedelta = timedelta(0),
 ) -> list[Case]:
     """Take the `limit` cases next in line (never checked first, then by next check).
 
     Cases checked less than `rested` ago are left alone even when the budget
-    would allow checking them early.
+    would allow checking them early. The claims last `lease` (default: the
+    CASEWATCH_CLAIM_LEASE_SECONDS setting), until `now + lease`.
     """
     if limit <= 0:
         return []
+    if lease is None:
+        lease = timedelta(seconds=claim_lease_seconds())
     with transaction.atomic():
         line = (
             Case.objects.filter(watched_cases())
@@ -92,8 +113,18 @@ def claim(
 
 
 def release(cases: Iterable[Case]) -> None:
-    """Give back claims this worker will not use, so they come due at once."""
-    Case.objects.filter(pk__in=[c.pk for c in cases]).update(claimed_until=None, claimed_by="")
+    """Give back claims this worker will not use, so they come due at once.
+
+    Only a claim still as `claim` made it is given back: one that ran out and was
+    taken by another worker meanwhile is theirs (the copies hold the claim as made).
+    """
+    held: dict[tuple[str, datetime | None], list[int]] = {}
+    for case in cases:
+        held.setdefault((case.claimed_by, case.claimed_until), []).append(case.pk)
+    for (by, until), ids in held.items():
+        Case.objects.filter(pk__in=ids, claimed_by=by, claimed_until=until).update(
+            claimed_until=None, claimed_by=""
+        )
 
 
 def state_of(case: Case) -> CaseState:
@@ -101,6 +132,7 @@ def state_of(case: Case) -> CaseState:
         form_type=case.form_type,
         status=case.status,
         status_since=case.uscis_status_since or case.status_since,
+        tracked_since=case.status_since,
         scheduled_at=case.next_check_at,
         last_checked_at=case.last_checked_at,
     )
@@ -117,18 +149,37 @@ def check_and_record(
 
 def record_and_schedule(case: Case, outcome: Outcome, policy: Policy, now: datetime) -> Recorded:
     """Record one answer, keep what it teaches, and set the case's next check."""
-    before = state_of(case)
-    recorded = record_outcome(case, outcome, observed_at=now)
-    after = recorded.case
-    if isinstance(outcome, Found):
-        keep_stays(after, before, recorded)
-        when, rate = policy.next_check(state_of(after), now)
-    else:
-        when, rate = _after_fault(after, outcome, now), after.check_rate
-    Case.objects.filter(pk=case.pk).update(
-        next_check_at=when, check_rate=rate, claimed_until=None, claimed_by=""
-    )
-    after.next_check_at, after.check_rate = when, rate
+    (recorded,) = record_and_schedule_many([Answer(case, outcome, now)], policy)
+    return recorded
+
+
+# The scheduling columns `record_and_schedule_many` writes beside what recording sets.
+SCHEDULE_FIELDS = ("next_check_at", "check_rate", "claimed_until", "claimed_by")
+
+
+def record_and_schedule_many(answers: Sequence[Answer], policy: Policy) -> list[Recorded]:
+    """`record_and_schedule` for a batch, in one transaction: the same rows, far fewer statements.
+
+    The policy is asked about each case in the batch's order, as one by one. A
+    crash before the commit keeps nothing; the claims run out and the cases are
+    checked again.
+    """
+    if not answers:
+        return []
+    with transaction.atomic():
+        recorded = prepare_records(answers)
+        samples: list[DwellSample] = []
+        for answer, kept in zip(answers, recorded, strict=True):
+            after, now = kept.case, answer.observed_at
+            if isinstance(answer.outcome, Found):
+                samples += revealed_stays(after, state_of(answer.case), kept)
+                when, rate = policy.next_check(state_of(after), now)
+            else:
+                when, rate = _after_fault(after, answer.outcome, now), after.check_rate
+            after.next_check_at, after.check_rate = when, rate
+            after.claimed_until, after.claimed_by = None, ""
+        DwellSample.objects.bulk_create(samples, ignore_conflicts=True)
+        save_records(recorded, also=SCHEDULE_FIELDS)
     return recorded
 
 
@@ -142,26 +193,37 @@ def _after_fault(case: Case, outcome: Outcome, now: datetime) -> datetime:
     return min(scheduled, now + FAULT_RETRY)
 
 
-def keep_stays(case: Case, before: CaseState, recorded: Recorded) -> None:
-    """Store each stay this answer reveals the end of: the scheduler's evidence."""
+def revealed_stays(case: Case, before: CaseState, recorded: Recorded) -> list[DwellSample]:
+    """Each stay this answer reveals the end of (the scheduler's evidence), unsaved."""
     events = recorded.events
     if not events:
-        return
+        return []
     samples: list[DwellSample] = []
     first = events[0]
     if first.initial:
         samples += _stays_from_history(case, recorded)
     elif before.status_since is not None and before.status:
-        samples.append(_sample(case, before.status, before.status_since, first))
+        samples.append(
+            _sample(case, before.status, before.status_since, first, seen_from=before.tracked_since)
+        )
     for earlier, later in itertools.pairwise(events):
         if earlier.uscis_date is not None:
             samples.append(_sample(case, earlier.status, earlier.uscis_date, later))
-    DwellSample.objects.bulk_create(samples, ignore_conflicts=True)
+    return samples
 
 
-def _sample(case: Case, status: str, began: datetime, ended_by: StatusEvent) -> DwellSample:
+def _sample(
+    case: Case,
+    status: str,
+    began: datetime,
+    ended_by: StatusEvent,
+    *,
+    seen_from: datetime | None = None,
+) -> DwellSample:
+    """One completed stay; `seen_from` is when tracking first saw the case in it."""
     ended = ended_by.uscis_date or ended_by.observed_at
     days = (ended - began) / timedelta(days=1)
+    unseen = (seen_from - began) / timedelta(days=1) if seen_from is not None else 0.0
     if ended_by.recovered:
         days = max(days, SAME_DAY)  # a recovered step is dated to the day only
     return DwellSample(
@@ -172,6 +234,7 @@ def _sample(case: Case, status: str, began: datetime, ended_by: StatusEvent) -> 
         next_urgency=ended_by.urgency,
         started_at=began,
         days=max(days, 0.0),
+        unseen_days=min(max(unseen, 0.0), max(days, 0.0)),
     )
 
 
@@ -234,11 +297,18 @@ def poll_due(
     stopping: Callable[[], bool] = lambda: False,
     limit: int = 200,
     worker: str = "",
+    fetchers: int = FETCHERS,
 ) -> PollReport:
     """One round: claim what the budget allows now, check it, record it.
 
     `may_send` blocks until the shared limiter gives a slot (False: today's
-    quota is spent). A 429 or 503 backs every worker off and ends the round.
+    quota is spent); it is asked once per request, in the claimed order, and
+    up to `fetchers` requests are in flight at once (the round's first goes
+    alone). Answers are taken in that order, noted (`on_outcome`) and recorded
+    a few dozen at a time in one transaction. A 429 or 503 backs every worker
+    off and ends the round: the answers to requests already sent are still
+    kept, unsent claims are given back. Should the round fail midway, what was
+    heard but not yet recorded is asked again when the claims run out.
     """
     start = now()
     due_calls, early_calls = calls_to_make(
@@ -252,28 +322,76 @@ def poll_due(
         start, min(due_calls + early_calls, limit), worker=worker, rested=policy.budget.min_interval
     )
     report = PollReport()
-    for index, case in enumerate(claimed):
-        if stopping():
-            release(claimed[index:])
-            report.stopped_early = "stopping"
-            break
-        if not may_send():
-            release(claimed[index:])
-            report.stopped_early = "quota"
-            break
-        checked_at = now()
-        assert case.receipt_number is not None
-        outcome = source.fetch(case.receipt_number)
-        on_outcome(outcome, checked_at)
-        recorded = record_and_schedule(case, outcome, policy, checked_at)
-        report.checked += 1
-        report.changes += len(recorded.events)
-        report.events += [event.pk for event in recorded.events]
-        if not isinstance(outcome, Found):
-            report.faults += 1
-        if outcome.error in ("rate_limited", "unavailable"):
-            back_off(getattr(outcome, "retry_after", None) or 30.0)
-            release(claimed[index + 1 :])
-            report.stopped_early = outcome.error
-            break
+    if not claimed:
+        return report
+    in_flight: deque[_Asked] = deque()
+    heard: list[Answer] = []  # Answers taken, in the claimed order, not yet recorded.
+
+    def hear(most_in_flight: int) -> None:
+        """Take the answers that are in, in the order asked; wait till `most_in_flight` are left."""
+        while in_flight and (len(in_flight) > most_in_flight or in_flight[0].outcome.done()):
+            asked = in_flight.popleft()
+            outcome = asked.outcome.result()
+            on_outcome(outcome, asked.at)
+            heard.append(Answer(asked.case, outcome, asked.at))
+            if outcome.error in ("rate_limited", "unavailable") and not report.stopped_early:
+                back_off(getattr(outcome, "retry_after", None) or 30.0)
+                report.stopped_early = outcome.error
+
+    def keep() -> None:
+        if not heard:
+            return
+        for recorded in record_and_schedule_many(heard, policy):
+            report.checked += 1
+            report.changes += len(recorded.events)
+            report.events += [event.pk for event in recorded.events]
+            if recorded.observation.outcome != "found":
+                report.faults += 1
+        heard.clear()
+
+    sent = 0
+    with ThreadPoolExecutor(max_workers=max(fetchers, 1), thread_name_prefix="uscis") as pool:
+        for case in claimed:
+            if sent == 1:
+                # The round's first request goes alone and is recorded before the next is
+                # sent, as one by one: it may have met a 429 or an outage that no further
+                # request should run into, or fetched a token and so arrived late.
+                hear(0)
+                keep()
+            else:
+                hear(max(fetchers, 1) - 1)
+            if report.stopped_early:
+                break
+            if heard and (
+                len(heard) >= RECORD_EVERY or now() - heard[0].observed_at >= RECORD_WITHIN
+            ):
+                # Recording holds the interpreter for a while: let the requests in flight
+                # leave (and usually finish) first, so that none goes out late.
+                wait([asked.outcome for asked in in_flight], timeout=SEND_GRACE)
+                hear(len(in_flight))
+                keep()
+            if stopping():
+                report.stopped_early = "stopping"
+                break
+            if not may_send():
+                report.stopped_early = "quota"
+                break
+            checked_at = now()
+            assert case.receipt_number is not None
+            in_flight.append(
+                _Asked(case, checked_at, pool.submit(source.fetch, case.receipt_number))
+            )
+            sent += 1
+        hear(0)
+    keep()
+    release(claimed[sent:])
     return report
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A request sent for a claimed case, and when (its observation's time)."""
+
+    case: Case
+    at: datetime
+    outcome: Future[Outcome]

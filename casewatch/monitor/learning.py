@@ -8,7 +8,8 @@ starts from a modest prior (data/dwell_prior.toml) and is pulled towards what
 the firm's own history shows: completed stays (from modifiedDate and
 `hist_case_status` dates), stays still open, and the moments changes were
 posted. Estimates are shrunk level by level (status → time in status → form),
-so a status seen twice does not get a wild rate.
+so a status seen twice does not get a wild rate. Time in a status before the
+case was first read is not exposure (left truncation; see `Stay`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from casewatch.core.statuses import default_catalog
 # Lower edges, in days in the status, of the stretches a hazard is constant over.
 BUCKETS = (0.0, 1.0, 3.0, 7.0, 14.0, 30.0, 60.0, 120.0, 240.0)
 HOURS_PER_WEEK = 168
+DAY = timedelta(days=1)
 # Pseudo-stays a coarser estimate is worth against a finer one's own data.
 SHRINK_STAYS = 2.0
 PROFILE_FLOOR = 0.02
@@ -68,13 +70,19 @@ def prior() -> Prior:
 
 @dataclass(frozen=True)
 class Stay:
-    """A case's time in one status; `next_urgency` is empty while it lasts."""
+    """A case's time in one status; `next_urgency` is empty while it lasts.
+
+    `unseen_days`: how far into the stay tracking began. A case first read 200
+    days into a status says nothing about its first 200 days (it could not have
+    left then and still be found in it), so that time is not counted as exposure.
+    """
 
     form_type: str
     status: str
     days: float
     ended: bool
     next_urgency: str = ""
+    unseen_days: float = 0.0
 
 
 @dataclass
@@ -84,16 +92,18 @@ class Tally:
     exits: list[float] = field(default_factory=lambda: [0.0] * len(BUCKETS))
     exposure: list[float] = field(default_factory=lambda: [0.0] * len(BUCKETS))
 
-    def add(self, days: float, ended: bool) -> None:
+    def add(self, days: float, ended: bool, unseen_days: float = 0.0) -> None:
+        """A stay of `days`, watched from `unseen_days` on (left truncation)."""
         days = max(days, 0.0)
+        unseen_days = min(max(unseen_days, 0.0), days)
         for index, low in enumerate(BUCKETS):
             high = BUCKETS[index + 1] if index + 1 < len(BUCKETS) else float("inf")
             if days < high:
-                self.exposure[index] += days - low
+                self.exposure[index] += days - max(low, unseen_days)
                 if ended:
                     self.exits[index] += 1
                 return
-            self.exposure[index] += high - low
+            self.exposure[index] += max(high - max(low, unseen_days), 0.0)
 
     @property
     def total_exits(self) -> float:
@@ -150,7 +160,7 @@ class DwellModel:
         return _prior_rates(status)
 
     def hazard(self, form_type: str, status: str, days_in_status: float) -> float:
-        return self.rates(form_type, status)[_bucket(days_in_status)]
+        return self.rates(form_type, status)[bucket_of(days_in_status)]
 
     def next_is_action(self, status: str) -> float:
         """How likely the next update after `status` needs someone to act."""
@@ -159,10 +169,15 @@ class DwellModel:
 
     def intensity(self, moment: datetime) -> float:
         """How busy USCIS posting is at `moment`, against the week's average of 1."""
-        return self.profile[_eastern_hour_of_week(moment, prior().zone)]
+        return self.profile[self.hour_of_week(moment)]
+
+    def hour_of_week(self, moment: datetime) -> int:
+        """The index of `moment` in `profile`: hours since Monday 00:00 at USCIS."""
+        return _eastern_hour_of_week(moment, prior().zone)
 
 
-def _bucket(days: float) -> int:
+def bucket_of(days: float) -> int:
+    """The stretch of BUCKETS that `days` in a status falls in."""
     return max(bisect_right(BUCKETS, days) - 1, 0)
 
 
@@ -203,9 +218,9 @@ def fit(stays: Iterable[Stay], change_times: Iterable[datetime]) -> DwellModel:
     count = 0
     for stay in stays:
         count += 1
-        by_status[stay.status].add(stay.days, stay.ended)
+        by_status[stay.status].add(stay.days, stay.ended, stay.unseen_days)
         if stay.form_type:
-            by_form[(stay.form_type, stay.status)].add(stay.days, stay.ended)
+            by_form[(stay.form_type, stay.status)].add(stay.days, stay.ended, stay.unseen_days)
         if stay.ended and stay.next_urgency:
             counts = actions[stay.status]
             counts[0] += stay.next_urgency == "action"
@@ -266,10 +281,10 @@ def learn_from_database(now: datetime, *, recent_changes: int = 5000) -> DwellMo
     from casewatch.monitor.models import DwellSample
 
     def stays() -> Iterable[Stay]:
-        for form, status, days, urgency in DwellSample.objects.values_list(
-            "form_type", "status", "days", "next_urgency"
+        for form, status, days, urgency, unseen in DwellSample.objects.values_list(
+            "form_type", "status", "days", "next_urgency", "unseen_days"
         ).iterator(chunk_size=5000):
-            yield Stay(form, status, days, True, urgency)
+            yield Stay(form, status, days, True, urgency, unseen)
         open_cases = (
             Case.objects.filter(archived_at__isnull=True)
             .exclude(status="")
@@ -278,7 +293,8 @@ def learn_from_database(now: datetime, *, recent_changes: int = 5000) -> DwellMo
         for form, status, since, observed_since in open_cases.iterator(chunk_size=5000):
             began = since or observed_since
             if began is not None:
-                yield Stay(form, status, (now - began) / timedelta(days=1), False)
+                unseen = (observed_since - began) / DAY if observed_since is not None else 0.0
+                yield Stay(form, status, (now - began) / DAY, False, "", unseen)
 
     moments = (
         StatusEvent.objects.filter(uscis_date__isnull=False, recovered=False, uscis_date__lte=now)

@@ -106,6 +106,8 @@ class DwellSample(models.Model):
     next_urgency = models.CharField(max_length=16, blank=True)
     started_at = models.DateTimeField()
     days = models.FloatField()
+    # Days into the stay before the case was first read (learning.Stay.unseen_days).
+    unseen_days = models.FloatField(default=0.0)
 
     class Meta:
         indexes = [models.Index(fields=["status"])]

@@ -2,38 +2,45 @@
 
 The adaptive policy spends each call where an undetected change is most likely
 to be waiting and most costly. After checking a case at time t, the next check
-comes when the expected detection delay piling up since t,
+comes when the expected cost of the delays piling up since t,
 
-    C(T) = ∫₀ᵀ (T − u) · w · h(t + u) du,
+    C(T) = ∫₀ᵀ (T − u)^p · w · h(t + u) du,
 
 reaches a threshold μ: h is the case's hazard (learning.py: its status and form,
 its time in the status, the hour of the week) and w weighs cases whose next
-update likely needs action. With a steady hazard this gives T = √(2μ / w·h),
-the square-root rule that minimizes mean detection delay for a fixed number of
-calls. μ is set so that the whole caseload's checks fit the daily budget.
+update likely needs action. With p = 1 (cost = delay) a steady hazard gives the
+square-root rule T = √(2μ / w·h), which minimizes the mean delay but lets slow
+cases wait so long that the worst delays exceed a plain rota's. A firm is hurt
+most by the change it sees days late, so delays are weighed by their cube
+(p = 3): T = (4μ / w·h)^¼ still follows the hazard, with a far shorter tail.
+μ is fitted so that the caseload's next intervals spend the daily budget.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Iterable
+import random
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from casewatch.core.statuses import default_catalog
-from casewatch.monitor.learning import DwellModel, prior_model
+from casewatch.monitor.learning import DwellModel, bucket_of, prior_model
 
 DAY = timedelta(days=1)
 # An update that needs action counts this much more than one that does not.
-ACTION_WEIGHT = 2.0
+ACTION_WEIGHT = 5.0
 # Keep this share of the day's remaining pro-rata budget for later in the day.
 RESERVE_SHARE = 0.25
 # The budget share the threshold aims at; early checks use the rest.
 TARGET_SHARE = 0.95
 STEP_HOURS = 1.0
 EXACT_HORIZON = timedelta(days=7)
+# p in C(T): how much more a long delay hurts than a short one.
+DELAY_POWER = 3
+FIT_SAMPLE = 300
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,9 @@ class CaseState:
     status_since: datetime | None
     scheduled_at: datetime | None = None
     last_checked_at: datetime | None = None
+    # When tracking first saw the case in this status (later than status_since if it
+    # was already in it when first read).
+    tracked_since: datetime | None = None
 
 
 class Policy(Protocol):
@@ -81,12 +91,16 @@ def is_final(status: str) -> bool:
     return known is not None and known.final
 
 
+def weight_of(model: DwellModel, status: str) -> float:
+    """How much an update after `status` counts: more when it likely needs action."""
+    return 1.0 + ACTION_WEIGHT * model.next_is_action(status or "unknown")
+
+
 def weighted_rate(model: DwellModel, case: CaseState, now: datetime) -> float:
     """Expected weighted updates per day for `case` right now (an average hour)."""
     status = case.status or "unknown"
-    days_in = _days_in_status(case, now)
-    weight = 1.0 + ACTION_WEIGHT * model.next_is_action(status)
-    return weight * model.hazard(case.form_type, status, days_in)
+    hazard = model.hazard(case.form_type, status, _days_in_status(case, now))
+    return weight_of(model, status) * hazard
 
 
 def _days_in_status(case: CaseState, now: datetime) -> float:
@@ -95,81 +109,131 @@ def _days_in_status(case: CaseState, now: datetime) -> float:
     return max((now - case.status_since) / DAY, 0.0)
 
 
+def _longest(case: CaseState, budget: Budget) -> timedelta:
+    return budget.max_interval_final if is_final(case.status) else budget.max_interval
+
+
+def _rates_ahead(
+    model: DwellModel, case: CaseState, now: datetime, budget: Budget, *, by_hour: bool = True
+) -> Iterator[tuple[float, float, float]]:
+    """(from, to, weighted updates per day) in days after `now`, up to the longest interval.
+
+    Hour by hour for a week, where the posting profile matters (unless `by_hour`
+    is off: an average hour of the week); then whole days at the average.
+    """
+    status = case.status or "unknown"
+    weight = weight_of(model, status)
+    rates = model.rates(case.form_type, status)
+    start_days = _days_in_status(case, now)
+    limit = _longest(case, budget) / DAY
+    exact_until = EXACT_HORIZON / DAY
+    step = STEP_HOURS / 24.0
+    hour = model.hour_of_week(now)
+    profile = model.profile
+    elapsed = 0.0
+    while elapsed < limit:
+        exact = elapsed < exact_until
+        width = min(step if exact else 1.0, limit - elapsed)
+        rate = weight * rates[bucket_of(start_days + elapsed)]
+        if exact and by_hour:
+            rate *= profile[(hour + int(elapsed * 24.0)) % len(profile)]
+        yield elapsed, elapsed + width, rate
+        elapsed += width
+
+
+def _grown(moments: list[float], rate: float, low: float, high: float) -> list[float]:
+    """The moments ∫ u^k · rate(u) du after adding `rate` over [low, high]."""
+    return [m + rate * (high ** (k + 1) - low ** (k + 1)) / (k + 1) for k, m in enumerate(moments)]
+
+
+def _cost(moments: list[float], horizon: float) -> float:
+    """C(T) = ∫ (T − u)^p · rate(u) du, from the moments ∫ u^k · rate(u) du."""
+    power = len(moments) - 1
+    total = 0.0
+    for k, m in enumerate(moments):
+        term = math.comb(power, k) * horizon ** (power - k) * m
+        total += -term if k % 2 else term
+    return total
+
+
 def solve_interval(
     model: DwellModel, case: CaseState, now: datetime, threshold: float, budget: Budget
 ) -> timedelta:
-    """The T at which C(T) reaches `threshold`, within the budget's bounds.
+    """The T at which C(T) reaches `threshold`, within the budget's bounds."""
+    moments = [0.0] * (DELAY_POWER + 1)
+    longest = _longest(case, budget)
+    for low, high, rate in _rates_ahead(model, case, now, budget):
+        grown = _grown(moments, rate, low, high)
+        if _cost(grown, high) >= threshold:
+            lower, upper = low, high
+            for _ in range(24):  # to well under a second
+                middle = (lower + upper) / 2.0
+                if _cost(_grown(moments, rate, low, middle), middle) >= threshold:
+                    upper = middle
+                else:
+                    lower = middle
+            return min(max(timedelta(days=upper), budget.min_interval), longest)
+        moments = grown
+    return longest
 
-    Hour by hour for a week (the posting profile matters there), then in whole
-    days at the average intensity.
+
+def cost_curve(
+    model: DwellModel, case: CaseState, now: datetime, budget: Budget
+) -> tuple[list[float], list[float]]:
+    """C at the end of each step ahead (days after `now`, cost): for fitting the threshold.
+
+    At the average hour of the week: the fit must not depend on whether it runs
+    at night, when every first interval is long, or in USCIS posting hours.
     """
-    status = case.status or "unknown"
-    weight = 1.0 + ACTION_WEIGHT * model.next_is_action(status)
-    longest = budget.max_interval_final if is_final(status) else budget.max_interval
-    start_days = _days_in_status(case, now)
-    step = STEP_HOURS / 24.0
-    accrued = 0.0  # ∫ w·h: expected weighted changes since `now`
-    cost = 0.0  # C(T): expected weighted delay piled up since `now`
-    elapsed = 0.0
-    limit = longest / DAY
-    while elapsed < limit:
-        exact = elapsed < EXACT_HORIZON / DAY
-        width = step if exact else 1.0
-        moment = now + timedelta(days=elapsed)
-        rate = weight * model.hazard(case.form_type, status, start_days + elapsed)
-        if exact:
-            rate *= model.intensity(moment)
-        # Within the step cost grows as cost + accrued·τ + rate·τ²/2.
-        end_cost = cost + accrued * width + rate * width * width / 2.0
-        if end_cost >= threshold:
-            tau = _solve_quadratic(rate / 2.0, accrued, cost - threshold, width)
-            elapsed += tau
-            break
-        cost, accrued = end_cost, accrued + rate * width
-        elapsed += width
-    interval = timedelta(days=min(elapsed, limit))
-    return min(max(interval, budget.min_interval), longest)
+    moments = [0.0] * (DELAY_POWER + 1)
+    ends: list[float] = []
+    costs: list[float] = []
+    for low, high, rate in _rates_ahead(model, case, now, budget, by_hour=False):
+        moments = _grown(moments, rate, low, high)
+        ends.append(high)
+        costs.append(_cost(moments, high))
+    return ends, costs
 
 
-def _solve_quadratic(a: float, b: float, c: float, upper: float) -> float:
-    """The root in [0, upper] of a·τ² + b·τ + c (c ≤ 0 ≤ the value at upper)."""
-    if a <= 1e-15:
-        return min(-c / b, upper) if b > 0 else upper
-    root = (-b + math.sqrt(max(b * b - 4.0 * a * c, 0.0))) / (2.0 * a)
-    return min(max(root, 0.0), upper)
+def interval_on_curve(
+    curve: tuple[list[float], list[float]], threshold: float, shortest: float
+) -> float:
+    """The interval in days at which a precomputed curve reaches `threshold` (interpolated)."""
+    ends, costs = curve
+    index = bisect_left(costs, threshold)
+    if index >= len(costs):
+        return ends[-1] if ends else shortest
+    before_end = ends[index - 1] if index else 0.0
+    before_cost = costs[index - 1] if index else 0.0
+    span = costs[index] - before_cost
+    share = (threshold - before_cost) / span if span > 0 else 1.0
+    return max(before_end + share * (ends[index] - before_end), shortest)
 
 
 def threshold_for_budget(
-    rates: Iterable[tuple[float, bool]], budget: Budget, calls_per_day: float
+    curves: Sequence[tuple[list[float], list[float]]],
+    budget: Budget,
+    calls_per_day: float,
+    *,
+    scale: float = 1.0,
 ) -> float:
-    """μ such that Σ 1/T_i(μ) = calls_per_day, with T_i = √(2μ/r_i) clamped to the bounds.
+    """μ such that the cases' intervals T_i(μ) spend `calls_per_day`: Σ scale / T_i(μ).
 
-    Rates are grouped on a log scale first, so a large caseload costs little.
+    `curves` may be a sample of the caseload, each standing for `scale` cases.
     """
-    groups: Counter[tuple[float, bool]] = Counter()
-    for rate, final in rates:
-        key = round(math.log(max(rate, 1e-9)), 2)
-        groups[(key, final)] += 1
-    if not groups or calls_per_day <= 0:
+    if not curves or calls_per_day <= 0:
         return 1.0
     shortest = budget.min_interval / DAY
-    longest = budget.max_interval / DAY
-    longest_final = budget.max_interval_final / DAY
 
     def calls(mu: float) -> float:
-        total = 0.0
-        for (log_rate, final), count in groups.items():
-            interval = math.sqrt(2.0 * mu / math.exp(log_rate))
-            top = longest_final if final else longest
-            total += count / min(max(interval, shortest), top)
-        return total
+        return scale * sum(1.0 / interval_on_curve(c, mu, shortest) for c in curves)
 
-    low, high = 1e-12, 1e6
+    low, high = 1e-12, 1e9
     if calls(low) <= calls_per_day:
         return low  # the budget covers checking everything as often as allowed
     if calls(high) >= calls_per_day:
         return high
-    for _ in range(80):
+    for _ in range(60):
         middle = math.sqrt(low * high)
         if calls(middle) > calls_per_day:
             low = middle
@@ -190,10 +254,18 @@ class AdaptivePolicy:
         self.threshold = 1.0
 
     def refit(self, now: datetime, caseload: Iterable[CaseState]) -> None:
-        """Fit the threshold to the budget for the current model."""
-        rates = [(weighted_rate(self.model, case, now), is_final(case.status)) for case in caseload]
+        """Fit the threshold so that the caseload's next intervals spend the budget.
+
+        A sample stands for a large caseload: the threshold is a single number.
+        """
+        cases = list(caseload)
+        sample = cases if len(cases) <= FIT_SAMPLE else random.Random(11).sample(cases, FIT_SAMPLE)
+        curves = [cost_curve(self.model, case, now, self.budget) for case in sample]
         self.threshold = threshold_for_budget(
-            rates, self.budget, self.budget.calls_per_day * TARGET_SHARE
+            curves,
+            self.budget,
+            self.budget.calls_per_day * TARGET_SHARE,
+            scale=len(cases) / max(len(sample), 1),
         )
 
     def refresh(self, now: datetime, caseload: Iterable[CaseState]) -> None:

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 
@@ -21,9 +22,9 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 from casewatch.cases.models import Case
 from casewatch.cases.reminders import remind_pending_receipts
-from casewatch.config import monitor_settings, uscis_settings
+from casewatch.config import claim_lease_seconds, monitor_settings, uscis_settings
 from casewatch.monitor.checks import PollReport, poll_due, state_of, watched_cases
-from casewatch.monitor.health import circuit_allows, note_outcome
+from casewatch.monitor.health import FAILURES, circuit_allows, note_outcome
 from casewatch.monitor.limiter import Quota, acquire, shared_quota
 from casewatch.monitor.schedule import AdaptivePolicy, Budget
 from casewatch.uscis.connect import official_client
@@ -90,26 +91,62 @@ def _note(outcome: Outcome, at: datetime) -> None:
     note_outcome(outcome.error, at, message=getattr(outcome, "message", ""))
 
 
-def poll_once(source: CaseStatusSource, bucket: Quota) -> PollReport:
-    now = timezone.now()
-    policy = current_policy(now)
+def poll_once(
+    source: CaseStatusSource,
+    bucket: Quota,
+    *,
+    now: Callable[[], datetime] = timezone.now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PollReport:
+    """One batch of the worker's round; `now` and `sleep` are its clock (virtual in tests).
+
+    Requests go out only in the first half of the claims' lease: a wait for a slot
+    (a back-off holds every worker, maybe for long) must not outlast the claims, or
+    another worker could take a case and both would ask about it. The batch ends
+    ("lease") when the time is up, and the round claims afresh. After a failed read
+    the batch ends too ("stopping"), so that the circuit breaker is asked before
+    the next call rather than after the whole batch.
+    """
+    began = now()
+    policy = current_policy(began)
+    # poll_due claims a moment after `began`, for the lease: its claims outlast this.
+    send_until = began + timedelta(seconds=claim_lease_seconds()) / 2
+    lease_ran_out = failed = False
 
     def day_start(moment: datetime) -> datetime:
         return bucket.resets_at() - timedelta(days=1)
 
-    return poll_due(
+    def may_send() -> bool:
+        nonlocal lease_ran_out
+        if now() >= send_until or not acquire(bucket, sleep):
+            lease_ran_out = now() >= send_until
+            return False
+        if now() >= send_until:  # the slot came too late
+            lease_ran_out = True
+            return False
+        return True
+
+    def noted(outcome: Outcome, at: datetime) -> None:
+        nonlocal failed
+        _note(outcome, at)
+        failed = failed or outcome.error in FAILURES
+
+    report = poll_due(
         source,
         policy=policy,
-        now=timezone.now,
-        may_send=lambda: acquire(bucket),
+        now=now,
+        may_send=may_send,
         used_today=bucket.used_today,
         day_start=day_start,
-        on_outcome=_note,
+        on_outcome=noted,
         back_off=bucket.back_off,
-        stopping=stopping.is_set,
+        stopping=lambda: stopping.is_set() or failed,
         limit=BATCH,
         worker=WORKER,
     )
+    if lease_ran_out and report.stopped_early == "quota":
+        report.stopped_early = "lease"
+    return report
 
 
 def poll_round() -> int:

@@ -3,6 +3,8 @@
 POST /oauth/accesstoken and GET /case-status/{receipt}, answering as
 uscis-api.md says USCIS does, with the limits the real service enforces
 (spike arrest, daily quota, office hours) when asked to, and injected faults.
+On request it logs every lookup (who asked about which receipt, when, and what
+it answered), so that tests can hold clients to what USCIS would see.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from werkzeug.exceptions import HTTPException, NotFound
@@ -33,6 +36,7 @@ from casewatch.uscis.sandbox.faults import (
     error_body,
 )
 from casewatch.uscis.sandbox.world import (
+    ERROR_SERIALS,
     Refusal,
     SandboxCase,
     SyntheticWorld,
@@ -44,6 +48,8 @@ EASTERN = ZoneInfo("America/New_York")
 SANDBOX_HEADER = "X-Casewatch-Sandbox"
 SPIKE_TOLERANCE = 0.005
 TOKEN_LIFETIME = 1799
+# Where a request's injected fault is noted for the request log.
+FAULT_KEY = "casewatch.sandbox.fault"
 
 World = SyntheticWorld | TraceWorld
 
@@ -137,6 +143,7 @@ class SandboxApp:
         client_id: str | None = None,
         client_secret: str | None = None,
         token_lifetime: int = TOKEN_LIFETIME,
+        request_log: TextIO | None = None,
     ) -> None:
         self.world = world
         self.token_lifetime = token_lifetime
@@ -147,6 +154,9 @@ class SandboxApp:
         self.client_secret = client_secret
         self.counters = Counters()
         self._tokens: dict[str, float] = {}
+        # Which client each token was issued to, for the request log.
+        self._token_clients: dict[str, tuple[str, float]] = {}
+        self.request_log = request_log
         self._lock = threading.Lock()
         self._last_accepted: float | None = None
         self._quota_day: str | None = None
@@ -168,6 +178,9 @@ class SandboxApp:
     # -- WSGI ------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
+        arrived = time.time()
+        endpoint: str = ""
+        args: Mapping[str, Any] = {}
         try:
             endpoint, args = self._routes.bind_to_environ(environ).match()
             response: Response = getattr(self, f"on_{endpoint}")(request, **args)
@@ -179,7 +192,31 @@ class SandboxApp:
         response.headers[SANDBOX_HEADER] = "1"
         with self._lock:
             self.counters.by_status[response.status_code] += 1
+        if endpoint == "case_status" and self.request_log is not None:
+            self._log_lookup(request, str(args.get("receipt", "")), arrived, response)
         return response(environ, start_response)
+
+    def _log_lookup(
+        self, request: Request, receipt: str, arrived: float, response: Response
+    ) -> None:
+        """One JSON line per lookup: epoch seconds, receipt, asking client, status, fault."""
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        with self._lock:
+            client, _ = self._token_clients.get(token, ("", 0.0))
+        line = json.dumps(
+            {
+                "at": arrived,
+                "done": time.time(),
+                "receipt": receipt,
+                "client_id": client,
+                "status": response.status_code,
+                "fault": request.environ.get(FAULT_KEY),
+            }
+        )
+        assert self.request_log is not None
+        with self._lock:
+            self.request_log.write(line + "\n")
+            self.request_log.flush()
 
     @staticmethod
     def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> Response:
@@ -233,6 +270,11 @@ class SandboxApp:
             now = time.monotonic()
             self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
             self._tokens[token] = now + self.token_lifetime
+            # Kept until the token would have expired, even if revoked early (token_expiry).
+            self._token_clients = {
+                t: (c, exp) for t, (c, exp) in self._token_clients.items() if exp > now
+            }
+            self._token_clients[token] = (client_id, now + self.token_lifetime)
         return self._json(
             200,
             {
@@ -269,6 +311,10 @@ class SandboxApp:
         if not valid:
             return self._json(401, {"code": 401, "message": "Invalid Access Token"})
         fault = self.faults.next_fault()
+        if fault is not None:
+            request.environ[FAULT_KEY] = fault.value
+        if fault is FaultKind.WRONG_CASE:
+            return self._other_case(receipt, now)
         if fault is not None and fault is not FaultKind.SLOW:
             return self._fault(fault, token)
         if fault is FaultKind.SLOW:
@@ -313,7 +359,11 @@ class SandboxApp:
                 and self._last_accepted is not None
                 and now - self._last_accepted < 1.0 / rate - SPIKE_TOLERANCE
             ):
-                return self._json(429, {"code": 429, "message": "Spike Arrest Violation"})
+                return self._json(
+                    429,
+                    {"code": 429, "message": "Spike Arrest Violation"},
+                    {"Retry-After": str(max(math.ceil(self._last_accepted + 1.0 / rate - now), 1))},
+                )
             quota = self.limits.daily_quota
             if quota is not None:
                 today = self.clock.now().astimezone(UTC)
@@ -343,6 +393,26 @@ class SandboxApp:
         message = refusal.message or messages.get(refusal.status, "Error")
         headers = {"Retry-After": "30"} if refusal.status in (429, 503) else None
         return self._error(refusal.status, message, headers)
+
+    def _other_case(self, receipt: str, now: datetime) -> Response:
+        """A well-formed answer about a receipt other than the one asked about."""
+        for other in self._neighbours(receipt):
+            found = self.world.case(other, now)
+            if not isinstance(found, Refusal):
+                case, moment = found
+                return self._json(200, case_payload(case, moment))
+        return self._error(503, "The service is temporarily unavailable. Please try again later.")
+
+    def _neighbours(self, receipt: str) -> list[str]:
+        if isinstance(self.world, TraceWorld):
+            known = sorted(self.world.cases)
+            after = [r for r in known if r > receipt]
+            return [r for r in after + known if r != receipt][:5]
+        if len(receipt) != 13 or not receipt[3:].isdigit():
+            return []
+        serial = int(receipt[-4:])
+        others = [f"{receipt[:-4]}{(serial + step) % 10_000:04d}" for step in range(1, 8)]
+        return [r for r in others if r[-4:] not in ERROR_SERIALS][:5]
 
     def _fault(self, fault: FaultKind, token: str) -> Response:
         if fault in (FaultKind.OUTAGE, FaultKind.UNAVAILABLE):

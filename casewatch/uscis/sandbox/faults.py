@@ -1,8 +1,9 @@
 """Faults the sandbox can inject, so that clients are tried against every bad day USCIS has.
 
 `--faults` takes comma-separated `name=value` items, e.g.
-`unavailable=0.1,slow=0.05,storm=0.01,malformed=0.02,html=0.02,token_expiry=0.01,shapes=1,seed=7`.
-Probabilities are per request unless said otherwise; the sequence is
+`unavailable=0.1,slow=0.05,storm=0.01,malformed=0.02,html=0.02,token_expiry=0.01,shapes=1,seed=7`,
+or `random=0.2` for a share of requests that each get one fault of a kind drawn at
+random. Probabilities are per request unless said otherwise; the sequence is
 reproducible for a given seed and request order.
 """
 
@@ -25,6 +26,7 @@ class FaultKind(Enum):
     HTML = "html"  # an HTML error page instead of JSON
     TOKEN_EXPIRY = "token_expiry"  # noqa: S105 - the presented token is revoked: 401
     ERRORS = "errors"  # a documented error status (500, 502, 503, 504)
+    WRONG_CASE = "wrong_case"  # 200 with a well-formed answer about another receipt
 
 
 ALIASES = {
@@ -37,6 +39,8 @@ ALIASES = {
     "json": "malformed",
     "401": "token_expiry",
     "token": "token_expiry",
+    "mixup": "wrong_case",
+    "mix": "random",
 }
 KINDS = {kind.value: kind for kind in FaultKind}
 # Checked in this order; the first that fires wins.
@@ -48,8 +52,11 @@ ORDER = (
     FaultKind.ERRORS,
     FaultKind.HTML,
     FaultKind.MALFORMED,
+    FaultKind.WRONG_CASE,
     FaultKind.SLOW,
 )
+# What `random=P` draws from: every kind that strikes one request (an outage is a window).
+MIXABLE = tuple(kind for kind in ORDER if kind is not FaultKind.OUTAGE)
 
 
 class FaultSpecError(ValueError):
@@ -64,10 +71,11 @@ class FaultPlan:
     window: float = 60.0
     shapes: bool = False
     seed: int = 0
+    mix: float = 0.0  # this share of requests gets one fault of a kind drawn from MIXABLE
 
     @property
     def active(self) -> bool:
-        return any(rate > 0 for rate in self.rates.values()) or self.shapes
+        return any(rate > 0 for rate in self.rates.values()) or self.shapes or self.mix > 0
 
 
 def _number(name: str, raw: str) -> float:
@@ -98,6 +106,11 @@ def parse_faults(spec: str | None) -> FaultPlan:
             if not 0 <= rate <= 1:
                 raise FaultSpecError(f"--faults: {name} is a probability between 0 and 1")
             rates[KINDS[name]] = rate
+        elif name == "random":
+            rate = _number(name, raw)
+            if not 0 <= rate <= 1:
+                raise FaultSpecError("--faults: random is a share between 0 and 1")
+            plan = replace(plan, mix=rate)
         elif name == "delay":
             plan = replace(plan, delay=max(0.0, _number(name, raw)))
         elif name == "storm_length":
@@ -109,7 +122,9 @@ def parse_faults(spec: str | None) -> FaultPlan:
         elif name == "seed":
             plan = replace(plan, seed=int(_number(name, raw)))
         else:
-            known = ", ".join([*KINDS, "all", "delay", "storm_length", "window", "shapes", "seed"])
+            known = ", ".join(
+                [*KINDS, "all", "random", "delay", "storm_length", "window", "shapes", "seed"]
+            )
             raise FaultSpecError(f"--faults: unknown fault {name!r} (known: {known})")
     return replace(plan, rates=rates)
 
@@ -145,13 +160,18 @@ class FaultInjector:
         if self._storm_left > 0:
             self._storm_left -= 1
             return FaultKind.STORM
+        if self.plan.mix > 0 and self._rng.random() < self.plan.mix:
+            return self._begin(self._rng.choice(MIXABLE))
         for kind in ORDER[1:]:
             rate = self.plan.rates.get(kind, 0.0)
             if rate > 0 and self._rng.random() < rate:
-                if kind is FaultKind.STORM:
-                    self._storm_left = self.plan.storm_length - 1
-                return kind
+                return self._begin(kind)
         return None
+
+    def _begin(self, kind: FaultKind) -> FaultKind:
+        if kind is FaultKind.STORM:
+            self._storm_left = self.plan.storm_length - 1
+        return kind
 
     def error_shape(self) -> int:
         """Which documented body shape the next error uses (0 = the canonical one)."""
