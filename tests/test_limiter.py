@@ -361,6 +361,24 @@ def test_a_back_off_that_arrives_while_a_caller_sleeps_sends_it_to_a_later_slot(
     assert quota.used_today() == 3  # The abandoned slot stays counted.
 
 
+def test_a_caller_woken_too_late_gives_up_its_slot_for_a_later_one(
+    make_quota: MakeQuota, clock: VirtualClock
+) -> None:
+    quota = make_quota(rate=1)
+    quota.reserve()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        # The first wake-up comes 50 ms late (a busy machine); sending then could
+        # land just before the next slot's request and trip the spike arrest.
+        clock.sleep(seconds + (0.05 if len(sleeps) == 1 else 0.0))
+
+    assert acquire(quota, sleep=sleep)
+    assert len(sleeps) == 2
+    assert quota.used_today() == 3  # the late slot stays counted
+
+
 # --- real time, real threads, real processes -------------------------------------------
 
 
@@ -403,12 +421,15 @@ def test_threads_in_real_time_send_no_faster_than_the_rate(make_quota: MakeQuota
     began = time.time()
     in_threads(send, 4)
     slots = sorted(grant.at for grant in quota.grants)
-    assert len(slots) == len(sent) == 20
+    # A thread woken too late gives its slot up and takes another: never fewer slots.
+    assert len(sent) == 20 and len(slots) >= 20
     assert min(gaps(slots)) >= 1 / rate
-    # Paced, not bursted: 20 requests take 19 intervals, and none went before its slot.
-    # (How late a thread wakes is the scheduler's business; the margin covers the usual.)
+    # Paced, not bursted: 20 requests take 19 intervals, and none went before a slot.
     assert max(sent) - began >= 19 / rate
-    assert all(moment >= slot for moment, slot in zip(sorted(sent), slots, strict=True))
+    free = list(slots)
+    for moment in sorted(sent):
+        used = max(slot for slot in free if slot <= moment)
+        free.remove(used)
 
 
 _CHILD = r"""

@@ -53,6 +53,9 @@ Clock = Callable[[], float]
 # Slots start a little more than 1/rate apart: the jitter between taking a slot
 # and the request reaching USCIS must not land two requests inside its window.
 SAFETY_MARGIN = 0.003
+# A slot more than this late is given up: with the margin, a request sent this
+# late still leaves the next slot's one inside the spike arrest's 5 ms tolerance.
+LATE_SLOT = 0.006
 # How long a 429 or 503 without Retry-After holds everyone back.
 DEFAULT_BACK_OFF = 30.0
 BUCKET_NAME = "uscis"
@@ -439,8 +442,11 @@ def acquire(quota: Quota, sleep: Callable[[float], None] = time.sleep) -> bool:
         if not grant.granted:
             return False
         delay = grant.at - quota.clock()
-        if delay <= 0:
+        if delay > 0:
+            sleep(delay)
+            if quota.blocked_until() > grant.at:
+                continue
+        if quota.clock() - grant.at <= LATE_SLOT:
             return True
-        sleep(delay)
-        if quota.blocked_until() <= grant.at:
-            return True
+        # Woken too late (a busy machine): sending now could land right before the
+        # next slot's request and trip the spike arrest. Take a later slot instead.
