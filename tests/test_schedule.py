@@ -175,8 +175,9 @@ def test_round_robin_is_the_peers_baseline() -> None:
 
 def test_the_policy_fits_its_threshold_to_the_caseload() -> None:
     small, large = AdaptivePolicy(BUDGET), AdaptivePolicy(BUDGET)
-    small.refit(TUESDAY, [_case("case_received")] * 100)
-    large.refit(TUESDAY, [_case("case_received")] * 10_000)
+    mix = [_case("case_received"), _case("card_mailed"), _case("card_delivered")]
+    small.refit(TUESDAY, mix * 40)
+    large.refit(TUESDAY, mix * 4_000)
     assert large.threshold > small.threshold
 
 

@@ -161,7 +161,7 @@ def import_trace_cases(world: TraceWorld) -> int:
 
 
 def _caseload() -> list[Any]:
-    return [state_of(case) for case in Case.objects.filter(watched_cases()).exclude(status="")]
+    return [state_of(case) for case in Case.objects.filter(watched_cases())]
 
 
 def simulate(
