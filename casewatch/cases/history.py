@@ -11,20 +11,20 @@ as one by one, written table by table in one transaction.
 
 from __future__ import annotations
 
-import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db import connection, models, transaction
+from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from casewatch.audit.chain import PendingEntry
 from casewatch.audit.chain import record_many as audit_many
+from casewatch.bulk import insert_instances, update_columns
 from casewatch.cases.models import Case, Deadline, Observation, StatusEvent
 from casewatch.core.history_text import classify_history
 from casewatch.core.notice_dates import notice_date, response_deadline
@@ -190,9 +190,9 @@ def save_records(recorded: Sequence[Recorded], *, also: Sequence[str] = ()) -> N
     """
     if not recorded:
         return
-    _insert([r.observation for r in recorded])
-    _insert([event for r in recorded for event in r.events])
-    _insert([deadline for r in recorded for deadline in r.deadlines])
+    insert_instances([r.observation for r in recorded])
+    insert_instances([event for r in recorded for event in r.events])
+    insert_instances([deadline for r in recorded for deadline in r.deadlines])
     audit_many(
         [
             entry
@@ -204,116 +204,7 @@ def save_records(recorded: Sequence[Recorded], *, also: Sequence[str] = ()) -> N
     now = timezone.now()
     for r in recorded:
         r.case.updated_at = now
-    _update_cases([r.case for r in recorded], [*RECORDED_FIELDS, *also])
-
-
-# Values the drivers take as they are, by field type: preparing them through the
-# field (Django's way) costs more than the rest of a batch's inserts together.
-_AS_IS: dict[type[Any], tuple[type[Any], ...]] = {
-    models.CharField: (str,),
-    models.TextField: (str,),
-    models.FloatField: (float,),
-    models.BooleanField: (bool,),
-    models.IntegerField: (int,),
-    models.BigIntegerField: (int,),
-    models.PositiveIntegerField: (int,),
-    models.BigAutoField: (int,),
-    models.ForeignKey: (int,),
-    models.DateTimeField: (),
-}
-
-
-def _preparer(column: Any) -> Callable[[Any], Any]:
-    """How a value of `column` is stored: as it is for text, numbers and ids, else as Django does.
-
-    An aware datetime goes straight to the backend's adapter, which is all that
-    `get_db_prep_save` does with one after several layers of checks.
-    """
-    prepare = functools.partial(column.get_db_prep_save, connection=connection)
-    kinds = _AS_IS.get(type(column))
-    if kinds is None:
-        return prepare
-    if type(column) is models.DateTimeField:
-        adapt = connection.ops.adapt_datetimefield_value
-
-        def stored_moment(value: Any) -> Any:
-            if type(value) is datetime and value.tzinfo is not None:
-                return adapt(value)
-            return None if value is None else prepare(value)
-
-        return stored_moment
-
-    def stored(value: Any) -> Any:
-        return value if value is None or type(value) in kinds else prepare(value)
-
-    return stored
-
-
-_M = TypeVar("_M", bound=models.Model)
-
-
-def _insert(rows: Sequence[_M]) -> None:
-    """Insert new rows of one model and give each its id, as `bulk_create` does, for less."""
-    if not rows:
-        return
-    model = type(rows[0])
-    if not connection.features.can_return_rows_from_bulk_insert:
-        model._default_manager.bulk_create(rows)
-        return
-    meta = model._meta
-    pk = meta.pk
-    assert pk is not None
-    columns = [column for column in meta.concrete_fields if column is not pk]
-    stamped = [
-        c for c in columns if getattr(c, "auto_now", False) or getattr(c, "auto_now_add", False)
-    ]
-    related = [c for c in columns if isinstance(c, models.ForeignKey)]
-    stores = [(_preparer(column), column.attname) for column in columns]
-    values: list[Any] = []
-    for row in rows:
-        for key in related:  # A related row saved since it was assigned: take its id now.
-            if getattr(row, key.attname) is None and key.is_cached(row):
-                setattr(row, key.name, getattr(row, key.name))  # Keeps the object, sets its id.
-        for column in stamped:
-            column.pre_save(row, add=True)
-        values += [store(getattr(row, name)) for store, name in stores]
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(str(column.column)) for column in columns)
-    per_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    chunk = max((connection.features.max_query_params or 30_000) // len(columns), 1)
-    ids: list[int] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), chunk):
-            count = min(chunk, len(rows) - start)
-            cursor.execute(
-                f"INSERT INTO {quote(meta.db_table)} ({names}) "  # noqa: S608 - names from the model
-                f"VALUES {', '.join([per_row] * count)} RETURNING {quote(str(pk.column))}",
-                values[start * len(columns) : (start + count) * len(columns)],
-            )
-            # Ids grow in the order the rows were inserted, whatever order they come back in.
-            ids += sorted(int(found) for (found,) in cursor.fetchall())
-    for row, new_id in zip(rows, ids, strict=True):
-        setattr(row, pk.attname, new_id)
-        row._state.adding, row._state.db = False, connection.alias
-
-
-def _update_cases(cases: Sequence[Case], fields: Sequence[str]) -> None:
-    """One prepared UPDATE for every case: cheaper than `bulk_update`'s CASE per column."""
-    meta = Case._meta
-    assert meta.pk is not None
-    by_name = {column.name: column for column in meta.concrete_fields}
-    columns = [by_name[name] for name in fields]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(str(column.column))} = %s" for column in columns)
-    table, pk = quote(meta.db_table), quote(str(meta.pk.column))
-    stores = [(_preparer(column), column.attname) for column in columns]
-    rows = [[store(getattr(case, name)) for store, name in stores] + [case.pk] for case in cases]
-    with connection.cursor() as cursor:
-        # Names come from the model, values are parameters.
-        cursor.executemany(
-            f"UPDATE {table} SET {assignments} WHERE {pk} = %s",  # noqa: S608
-            rows,
-        )
+    update_columns([r.case for r in recorded], [*RECORDED_FIELDS, *also])
 
 
 def _record_fault(case: Case, outcome: Outcome, observed_at: datetime) -> Recorded:
