@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -33,7 +33,6 @@ from casewatch.monitor.checks import (
 from casewatch.monitor.models import DwellSample
 from casewatch.monitor.schedule import AdaptivePolicy, Budget
 from casewatch.uscis.source import (
-    CaseStatus,
     Found,
     HistoryEntry,
     NotFound,
@@ -41,10 +40,10 @@ from casewatch.uscis.source import (
     RateLimited,
     Unavailable,
 )
+from tests.test_history import T0, status
 
 pytestmark = pytest.mark.django_db
 
-T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 LATER = T0 + timedelta(days=9)
 BUDGET = Budget(calls_per_day=10_000, min_interval=timedelta(hours=1))
 RFE = (
@@ -53,29 +52,9 @@ RFE = (
 )
 
 
-def found(
-    title: str,
-    receipt: str,
-    *,
-    description: str = "",
-    modified: datetime | None = T0,
-    history: tuple[HistoryEntry, ...] = (),
-) -> Found:
-    return Found(
-        CaseStatus(
-            receipt_number=receipt,
-            form_type="I-485",
-            title_en=title,
-            title_es="",
-            description_en=description,
-            description_es="",
-            submitted_at=None,
-            modified_at=modified,
-            history=history,
-            message="Query was successful",
-            source="sandbox",
-        )
-    )
+def found(title: str, receipt: str, **details: Any) -> Found:
+    """USCIS's answer for `receipt`, built as the one-by-one tests build theirs."""
+    return status(title, receipt=receipt, **details)
 
 
 def _cases(count: int) -> list[Case]:
