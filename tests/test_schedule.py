@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from casewatch.monitor.freshness import weighted_summary
+from casewatch.monitor.freshness import planned_checks, weighted_summary
 from casewatch.monitor.learning import BUCKETS, Stay, Tally, fit, prior_model
 from casewatch.monitor.schedule import (
     AdaptivePolicy,
@@ -17,6 +18,8 @@ from casewatch.monitor.schedule import (
     RoundRobinPolicy,
     calls_to_make,
     cost_curve,
+    is_final,
+    longest_active_wait,
     solve_interval,
     threshold_for_budget,
 )
@@ -179,6 +182,55 @@ def test_the_policy_fits_its_threshold_to_the_caseload() -> None:
     small.refit(TUESDAY, mix * 40)
     large.refit(TUESDAY, mix * 4_000)
     assert large.threshold > small.threshold
+
+
+def test_no_active_case_waits_longer_than_most_of_a_plain_rota() -> None:
+    policy = AdaptivePolicy(Budget(calls_per_day=100))
+    # A status that sits for months, among cases that move and cases that are done.
+    mix = [_case("case_received", 20), _case("card_mailed", 1)] + [_case("card_delivered", 40)] * 2
+    policy.refit(TUESDAY, mix * 100)
+    rota = timedelta(days=400 / 100)
+    assert policy.interval(_case("case_received", 20), TUESDAY) <= 0.8 * rota
+    assert policy.interval(_case("card_delivered", 40), TUESDAY) > rota  # the final ones pay
+
+
+def test_when_the_budget_cannot_afford_the_cap_the_active_cases_share_it_evenly() -> None:
+    budget = Budget(calls_per_day=100)
+    active = [_case("case_received")] * 380
+    finals = [_case("card_delivered")] * 20
+    wait = longest_active_wait(active + finals, budget, calls=100)
+    assert wait > 0.8 * timedelta(days=400 / 100)
+    floor = 380 / (wait / timedelta(days=1))
+    finals_spend = 20 / 30  # at their longest interval
+    assert floor == pytest.approx(100 - finals_spend)
+    assert longest_active_wait(finals, budget, calls=100) == budget.max_interval
+
+
+def test_the_freshness_estimate_plays_out_the_day_as_the_worker_spends_it() -> None:
+    rng = random.Random(5)
+    statuses = ["case_received", "fingerprints_taken", "card_delivered", "card_delivered"]
+    caseload = [_case(rng.choice(statuses), days_in=rng.uniform(0, 200)) for _ in range(200)]
+    budget = Budget(calls_per_day=400)
+    policy = AdaptivePolicy(budget)
+    policy.refit(TUESDAY, caseload * 2)  # a 400-case firm; the plan is for half of it
+    plans = planned_checks(policy, caseload, TUESDAY, share=0.5)
+    end = TUESDAY + timedelta(days=7)
+    made = sum(1 for checks in plans for moment in checks if moment < end)
+    # Early checks fill what the intervals leave unspent: the day's budget is used, not exceeded.
+    assert made == pytest.approx(200 * 7, rel=0.05)
+    per_day: dict[object, int] = {}
+    for checks in plans:
+        for moment in checks[:-1]:
+            per_day[moment.date()] = per_day.get(moment.date(), 0) + 1
+    assert max(per_day.values()) <= 200
+    assert all(checks == sorted(checks) and checks[-1] >= end for checks in plans)
+    waits = [
+        b - a
+        for case, checks in zip(caseload, plans, strict=True)
+        if not is_final(case.status)
+        for a, b in itertools.pairwise(checks)
+    ]
+    assert sum(waits, timedelta()) / len(waits) < policy.bounds.max_interval
 
 
 def test_delays_are_summarized_by_how_many_changes_wait_that_long() -> None:

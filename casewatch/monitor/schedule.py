@@ -22,7 +22,7 @@ import math
 import random
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -41,6 +41,8 @@ EXACT_HORIZON = timedelta(days=7)
 # p in C(T): how much more a long delay hurts than a short one.
 DELAY_POWER = 3
 FIT_SAMPLE = 300
+# No active case waits longer than this share of a plain rota's interval (cases ÷ budget).
+ROTA_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,13 @@ def threshold_for_budget(
 
 
 class AdaptivePolicy:
-    """Checks follow the learned hazards; the caseload's checks fit the budget."""
+    """Checks follow the learned hazards; the caseload's checks fit the budget.
+
+    Every active case is also read at least every `ROTA_SHARE` of the rota's
+    interval: a status that usually sits for months still changes some day,
+    often to one that needs action, and that change must not wait longer than
+    a plain rota would have let it. The final cases pay for it.
+    """
 
     name = "adaptive"
     early_fill = True
@@ -252,6 +260,8 @@ class AdaptivePolicy:
         self.budget = budget
         self.model = model or prior_model()
         self.threshold = 1.0
+        # The budget's bounds with the longest wait of an active case lowered to the cap.
+        self.bounds = budget
 
     def refit(self, now: datetime, caseload: Iterable[CaseState]) -> None:
         """Fit the threshold so that the caseload's next intervals spend the budget.
@@ -259,13 +269,14 @@ class AdaptivePolicy:
         A sample stands for a large caseload: the threshold is a single number.
         """
         cases = list(caseload)
+        calls = self.budget.calls_per_day * TARGET_SHARE
+        self.bounds = replace(
+            self.budget, max_interval=longest_active_wait(cases, self.budget, calls)
+        )
         sample = cases if len(cases) <= FIT_SAMPLE else random.Random(11).sample(cases, FIT_SAMPLE)
-        curves = [cost_curve(self.model, case, now, self.budget) for case in sample]
+        curves = [cost_curve(self.model, case, now, self.bounds) for case in sample]
         self.threshold = threshold_for_budget(
-            curves,
-            self.budget,
-            self.budget.calls_per_day * TARGET_SHARE,
-            scale=len(cases) / max(len(sample), 1),
+            curves, self.bounds, calls, scale=len(cases) / max(len(sample), 1)
         )
 
     def refresh(self, now: datetime, caseload: Iterable[CaseState]) -> None:
@@ -274,12 +285,34 @@ class AdaptivePolicy:
         self.model = learn_from_database(now)
         self.refit(now, caseload)
 
+    def interval(self, case: CaseState, now: datetime) -> timedelta:
+        """How long after checking `case` at `now` to check it again."""
+        return solve_interval(self.model, case, now, self.threshold, self.bounds)
+
     def next_check(self, case: CaseState, now: datetime) -> tuple[datetime, float]:
-        interval = solve_interval(self.model, case, now, self.threshold, self.budget)
-        return now + interval, weighted_rate(self.model, case, now)
+        return now + self.interval(case, now), weighted_rate(self.model, case, now)
 
     def pace(self, moment: datetime, day_start: datetime) -> float:
         return min(max((moment - day_start) / DAY, 0.0), 1.0)
+
+
+def longest_active_wait(cases: Sequence[CaseState], budget: Budget, calls: float) -> timedelta:
+    """The cap on an active case's interval: `ROTA_SHARE` of the rota's, if the budget allows.
+
+    When checking every active case that often (and every final one at its
+    longest interval) would cost more than `calls`, the cap rises to what the
+    budget affords: the active cases then share it evenly.
+    """
+    finals = sum(1 for case in cases if is_final(case.status))
+    active = len(cases) - finals
+    if not active or calls <= 0 or budget.calls_per_day <= 0:
+        return budget.max_interval
+    cap = DAY * len(cases) / budget.calls_per_day * ROTA_SHARE
+    spare = calls - finals / (budget.max_interval_final / DAY)
+    if spare <= 0:
+        return budget.max_interval
+    affordable = DAY * active / spare
+    return min(max(cap, affordable, budget.min_interval), budget.max_interval)
 
 
 class RoundRobinPolicy:
