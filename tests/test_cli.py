@@ -183,3 +183,22 @@ def test_an_external_sandbox_serves_check_over_http(tmp_path) -> None:
         process.terminate()
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_bench_import_prints_the_contract_and_leaves_nothing_behind(tmp_path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    result = casewatch(
+        "bench",
+        "import",
+        "--rows",
+        "200",
+        "--json",
+        data_dir=tmp_path / "d",
+        env={"TMPDIR": str(scratch)},
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert {"rows", "seconds", "rows_per_second"} <= set(figures) and figures["rows"] == 200
+    assert list(scratch.iterdir()) == [], "the throwaway database is removed"
+    assert not (tmp_path / "d" / "casewatch.sqlite3").exists(), "the firm's database is untouched"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import os
 import random
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -108,8 +110,10 @@ def throwaway_data_dir(*, prefix: str = "casewatch-bench-", fast: bool = False) 
     """Benchmarks and simulations never touch the firm's own data: a fresh embedded default.
 
     `fast` skips fsync: a crash only loses a database that is thrown away anyway.
+    The directory is removed when the command ends.
     """
     root = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     os.environ["CASEWATCH_DATA_DIR"] = str(root / "data")
     os.environ.pop("DATABASE_URL", None)
     os.environ.pop("CASEWATCH_REDIS_URL", None)
