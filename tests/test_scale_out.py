@@ -848,6 +848,18 @@ def assert_the_rate_limit_held(run: KillRun) -> None:
     assert run.counters["requests"] == len(run.lookups)
 
 
+def assert_the_killed_workers_work_was_done_once_within_the_rate(run: KillRun) -> None:
+    """What every scale-out profile must show after a worker is SIGKILLed mid-batch."""
+    assert_the_run_was_whole(run)
+    assert_the_workers_worked_side_by_side(run)
+    assert_no_case_was_asked_about_by_two_workers_at_once(run)
+    assert_the_killed_workers_cases_went_to_the_others_after_its_lease(run)
+    assert_the_rate_limit_held(run)
+    assert_exactly_the_true_changes(run.history, run.trace)
+    assert run.audit.returncode == 0, run.audit.stdout + run.audit.stderr
+    assert json.loads(run.audit.stdout)["ok"] is True
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_three_workers_on_postgresql_and_redis_share_the_caseload_and_outlive_a_killed_one(
@@ -862,14 +874,7 @@ def test_three_workers_on_postgresql_and_redis_share_the_caseload_and_outlive_a_
         {"DATABASE_URL": postgres_url, "CASEWATCH_REDIS_URL": redis_url},
         workers=3,
     )
-    assert_the_run_was_whole(run)
-    assert_the_workers_worked_side_by_side(run)
-    assert_no_case_was_asked_about_by_two_workers_at_once(run)
-    assert_the_killed_workers_cases_went_to_the_others_after_its_lease(run)
-    assert_the_rate_limit_held(run)
-    assert_exactly_the_true_changes(run.history, run.trace)
-    assert run.audit.returncode == 0, run.audit.stdout + run.audit.stderr
-    assert json.loads(run.audit.stdout)["ok"] is True
+    assert_the_killed_workers_work_was_done_once_within_the_rate(run)
     # The budget was shared through Redis, not the database.
     bucket = redis.Redis.from_url(redis_url).hgetall("casewatch:quota:uscis")
     assert int(bucket[b"used"]) >= len(run.lookups)
@@ -882,13 +887,7 @@ def test_two_workers_on_the_embedded_default_share_the_caseload_and_outlive_a_ki
 ) -> None:
     database = Database(None, tmp_path / "data" / "casewatch.sqlite3")
     run = run_workers_and_kill_one(tmp_path, database, {}, workers=2)
-    assert_the_run_was_whole(run)
-    assert_the_workers_worked_side_by_side(run)
-    assert_no_case_was_asked_about_by_two_workers_at_once(run)
-    assert_the_killed_workers_cases_went_to_the_others_after_its_lease(run)
-    assert_the_rate_limit_held(run)
-    assert_exactly_the_true_changes(run.history, run.trace)
-    assert run.audit.returncode == 0, run.audit.stdout + run.audit.stderr
+    assert_the_killed_workers_work_was_done_once_within_the_rate(run)
     # The budget was shared through the database, and the queue lived beside it.
     assert database.rows("SELECT count(*) FROM monitor_quotabucket") == [(1,)]
     assert (tmp_path / "data" / "queue.sqlite3").exists()
