@@ -176,3 +176,87 @@ def monitor_settings() -> MonitorSettings:
 def claim_lease_seconds() -> float:
     """CASEWATCH_CLAIM_LEASE_SECONDS: how long a worker's claim on a case lasts (default 600)."""
     return _env_float("CASEWATCH_CLAIM_LEASE_SECONDS", 600.0)
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """Where outgoing e-mail (invitations, password resets) goes.
+
+    Without CASEWATCH_SMTP_URL nothing leaves the machine: each message is written as a
+    file under `mail/` in the data directory, so an operator can still read a link.
+    """
+
+    backend: str
+    host: str = ""
+    port: int = 0
+    username: str = ""
+    password: str = ""
+    starttls: bool = False
+    ssl: bool = False
+    capture_dir: Path | None = None
+    from_address: str = "casewatch@localhost"
+
+
+_SMTP_DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
+_TRUE = ("1", "true", "yes", "on")
+
+
+def mail_settings() -> MailSettings:
+    """CASEWATCH_SMTP_URL (`smtp://user:pass@host:587?starttls=1`, or `smtps://` for TLS)."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    sender = _env("CASEWATCH_MAIL_FROM") or "casewatch@localhost"
+    url = _env("CASEWATCH_SMTP_URL")
+    if url is None:
+        return MailSettings(
+            backend="django.core.mail.backends.filebased.EmailBackend",
+            capture_dir=data_dir() / "mail",
+            from_address=sender,
+        )
+    parts = urlsplit(url)
+    if parts.scheme not in _SMTP_DEFAULT_PORTS or not parts.hostname:
+        raise ConfigError("CASEWATCH_SMTP_URL must look like smtp://user:pass@host:587?starttls=1")
+    try:
+        port = parts.port or _SMTP_DEFAULT_PORTS[parts.scheme]
+    except ValueError as exc:
+        raise ConfigError("CASEWATCH_SMTP_URL has a port that is not a number") from exc
+    query = {key: values[-1].lower() for key, values in parse_qs(parts.query).items()}
+    ssl = parts.scheme == "smtps" or query.get("ssl", "") in _TRUE
+    starttls = query.get("starttls", "") in _TRUE
+    if ssl and starttls:
+        raise ConfigError("CASEWATCH_SMTP_URL: choose starttls=1 or smtps://, not both")
+    return MailSettings(
+        backend="django.core.mail.backends.smtp.EmailBackend",
+        host=parts.hostname,
+        port=port,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        starttls=starttls,
+        ssl=ssl,
+        from_address=sender,
+    )
+
+
+def session_idle_seconds() -> int:
+    """CASEWATCH_SESSION_IDLE_MINUTES: a staff session ends after this long unused (720)."""
+    return round(_env_float("CASEWATCH_SESSION_IDLE_MINUTES", 720.0) * 60)
+
+
+def invitation_days() -> int:
+    """CASEWATCH_INVITATION_DAYS: for how many days an invitation link can be used (7)."""
+    raw = _env("CASEWATCH_INVITATION_DAYS") or "7"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"CASEWATCH_INVITATION_DAYS must be a whole number of days, got {raw!r}")
+    return int(raw)
+
+
+def public_url() -> str | None:
+    """CASEWATCH_PUBLIC_URL: the address staff use, for links in e-mails.
+
+    Unset, links use the address the request came in on; set it when casewatch is
+    reachable under more than one name, so that no forged Host header reaches an e-mail.
+    """
+    url = _env("CASEWATCH_PUBLIC_URL")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"CASEWATCH_PUBLIC_URL must be an http:// or https:// URL, got {url!r}")
+    return url.rstrip("/") if url else None

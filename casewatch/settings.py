@@ -34,6 +34,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "casewatch.web.middleware.idle_sessions",
+    "casewatch.web.middleware.member_language",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -49,10 +51,13 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "casewatch.web.context.sandbox_notice",
-            ]
+                "casewatch.web.context.staff",
+            ],
+            "libraries": {"casewatch": "casewatch.web.tags"},
         },
     }
 ]
@@ -80,8 +85,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en"
+# Each language is named in itself, so that anyone can find their own in the switcher.
 LANGUAGES = [("en", "English"), ("es", "Español")]
 USE_I18N = True
+# Compiled catalogs ship in the package; nothing is compiled at run time.
+LOCALE_PATHS = [Path(__file__).resolve().parent / "locale"]
+USE_THOUSAND_SEPARATOR = True
 TIME_ZONE = "UTC"
 USE_TZ = True
 
@@ -105,11 +114,34 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = False
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "case-list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
-SESSION_COOKIE_AGE = 60 * 60 * 12
+# A session ends after this long unused; casewatch.web.middleware keeps a used one alive.
+SESSION_COOKIE_AGE = config.session_idle_seconds()
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+CASEWATCH_INVITATION_DAYS = config.invitation_days()
+CASEWATCH_PUBLIC_URL = config.public_url()
+
+_mail = config.mail_settings()
+EMAIL_BACKEND = _mail.backend
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = _mail.from_address
+if _mail.capture_dir is not None:
+    EMAIL_FILE_PATH = str(_mail.capture_dir)
+else:
+    EMAIL_HOST, EMAIL_PORT = _mail.host, _mail.port
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _mail.username, _mail.password
+    EMAIL_USE_TLS, EMAIL_USE_SSL = _mail.starttls, _mail.ssl
+    EMAIL_TIMEOUT = 30
 
 LOGGING = {
     "version": 1,

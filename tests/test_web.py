@@ -88,7 +88,7 @@ def test_a_case_page_shows_the_timeline_and_the_rfe_deadline(browser: Browser, f
     case = _rfe_case(firm)
     page = browser.get(f"/cases/{case.pk}/").content.decode()
     assert "Se Envió una Solicitud de Evidencia" in page
-    assert "RFE response due" in page and "2026-05-28" in page
+    assert "RFE response due" in page and "May 28, 2026" in page
 
 
 def test_another_firms_case_is_not_found(browser: Browser) -> None:
@@ -110,5 +110,34 @@ def test_the_case_list_says_how_uscis_is_and_what_the_budget_buys(
     note_outcome(None, datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
     page = browser.get("/cases/").content.decode()
     assert "USCIS is readable." in page
-    assert "Last successful USCIS read: 2026-03-02 15:00" in page
+    assert "Last successful USCIS read: March 2, 2026, 3 p.m. UTC" in page
     assert "calls/day, 1 active case: expected detection delay p50" in page
+
+
+def test_after_logging_in_an_empty_firm_is_told_how_to_add_its_first_cases(firm: Firm) -> None:
+    _member(firm, "olga", Role.ADMIN)
+    browser = Browser()
+    page = browser.post(
+        "/login/", {"username": "olga", "password": "correct horse battery"}, follow=True
+    )
+    assert page.redirect_chain[-1][0] == "/welcome/"
+    text = page.content.decode()
+    assert "Add your first cases" in text
+    assert "casewatch import caseload.xlsx --dry-run" in text
+    assert "are not built yet" in text  # says plainly what the web page cannot do yet
+    assert 'href="/team/"' in text  # an admin is pointed at inviting colleagues
+    assert "How to add your first cases" in browser.get("/cases/").content.decode()
+
+
+def test_front_desk_in_an_empty_firm_is_told_who_brings_the_cases_in(firm: Firm) -> None:
+    desk = Browser()
+    desk.force_login(_member(firm, "frank", Role.FRONT_DESK))
+    text = desk.get("/", follow=True).content.decode()
+    assert "Your firm's admin or a paralegal brings the firm's cases into casewatch." in text
+    assert "casewatch import" not in text
+
+
+def test_a_firm_with_cases_lands_on_the_case_list(browser: Browser, firm: Firm) -> None:
+    _rfe_case(firm)
+    page = browser.get("/", follow=True)
+    assert page.redirect_chain[-1][0] == "/cases/"

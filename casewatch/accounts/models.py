@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Role(models.TextChoices):
-    ADMIN = "admin", "Owner / admin"
-    ATTORNEY = "attorney", "Attorney"
-    PARALEGAL = "paralegal", "Paralegal"
-    OPERATIONS = "operations", "Operations lead"
-    FRONT_DESK = "front_desk", "Front desk"
+    ADMIN = "admin", _("Owner / admin")
+    ATTORNEY = "attorney", _("Attorney")
+    PARALEGAL = "paralegal", _("Paralegal")
+    OPERATIONS = "operations", _("Operations lead")
+    FRONT_DESK = "front_desk", _("Front desk")
 
 
 class Firm(models.Model):
@@ -31,6 +32,8 @@ class Membership(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=20, choices=Role.choices)
+    # The language the staff app speaks to this person; empty: whatever the browser asks for.
+    language = models.CharField(max_length=8, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -40,3 +43,31 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} ({self.role}) at {self.firm}"
+
+
+class Invitation(models.Model):
+    """An e-mailed link that lets one person join a firm with a role, once, until it expires.
+
+    `member` is set when the invitation brings to life a placeholder member (an attorney
+    named in an imported sheet), so that the cases already assigned to them stay theirs.
+    """
+
+    firm = models.ForeignKey(Firm, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=20, choices=Role.choices)
+    language = models.CharField(max_length=8, blank=True, default="")
+    member = models.ForeignKey(
+        Membership, null=True, blank=True, on_delete=models.CASCADE, related_name="invitations"
+    )
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["firm", "email"])]
+
+    def __str__(self) -> str:
+        return f"invitation {self.pk} to {self.firm}"

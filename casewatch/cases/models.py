@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from casewatch.accounts.models import Firm
 from casewatch.cases.fields import EncryptedJSONField, EncryptedTextField
@@ -212,10 +213,10 @@ class StatusEvent(models.Model):
 
 
 class DeadlineKind(models.TextChoices):
-    RFE_RESPONSE = "rfe_response", "RFE response due"
-    NOID_RESPONSE = "noid_response", "NOID response due"
-    INTERVIEW = "interview", "Interview"
-    BIOMETRICS = "biometrics", "Biometrics appointment"
+    RFE_RESPONSE = "rfe_response", _("RFE response due")
+    NOID_RESPONSE = "noid_response", _("NOID response due")
+    INTERVIEW = "interview", _("Interview")
+    BIOMETRICS = "biometrics", _("Biometrics appointment")
 
 
 class Deadline(models.Model):

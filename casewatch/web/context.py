@@ -1,10 +1,15 @@
-"""Values every page needs: whether what it shows comes from a sandbox."""
+"""Values every page needs: whether what it shows comes from a sandbox, and who is looking."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.http import HttpRequest
 
+from casewatch.accounts.permissions import Action, may
 from casewatch.config import USCIS_SANDBOX_BASE_URL, ConfigError, uscis_settings
+from casewatch.web.access import membership_of
 
 
 def reads_sandbox() -> bool:
@@ -24,3 +29,16 @@ def sandbox_notice(request: HttpRequest) -> dict[str, bool]:
     if not sandbox and request.user.is_authenticated:
         sandbox = Case.objects.filter(source="sandbox").exists()
     return {"sandbox_mode": sandbox}
+
+
+def staff(request: HttpRequest) -> dict[str, Any]:
+    """The member looking at the page, and which parts of the header are theirs to use.
+
+    Languages are listed under their own names, untranslated, so anyone finds theirs.
+    """
+    membership = membership_of(request) if request.user.is_authenticated else None
+    return {
+        "language_choices": settings.LANGUAGES,
+        "membership": membership,
+        "may_manage_team": membership is not None and may(membership.role, Action.MANAGE_TEAM),
+    }

@@ -1,36 +1,30 @@
-"""Staff pages: the case list and a case's page. Every query is scoped to the user's firm."""
+"""Staff pages about cases: where to start, the case list and a case's page.
+
+Every query goes through `membership.firm` (see casewatch.web.access).
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from casewatch.accounts.models import Firm, Membership
+from casewatch.accounts.permissions import Action, may
 from casewatch.cases.models import Case
 from casewatch.core.receipts import normalize_receipt
 from casewatch.core.statuses import CATEGORIES
+from casewatch.web.access import staff_view
 
 PAGE_SIZE = 50
 FRESHNESS_CACHE_SECONDS = 600
-
-
-def firm_of(request: HttpRequest) -> Firm:
-    """The firm the signed-in user works for; no membership means nothing to see."""
-    user_id = request.user.pk
-    if not isinstance(user_id, int):
-        raise Http404("no firm")
-    membership = Membership.objects.filter(user__pk=user_id).select_related("firm").first()
-    if membership is None:
-        raise Http404("no firm")
-    return membership.firm
 
 
 def _filtered(request: HttpRequest, firm: Firm) -> QuerySet[Case]:
@@ -51,7 +45,8 @@ def _filtered(request: HttpRequest, firm: Firm) -> QuerySet[Case]:
 def uscis_panel() -> dict[str, Any]:
     """USCIS health, today's budget and what it buys, for the top of the staff pages.
 
-    The freshness estimate learns from the whole caseload, so it is kept for ten minutes.
+    The freshness estimate learns from the whole caseload, so it is kept for ten minutes;
+    its figures, not its English sentence, so that each page words it in its language.
     """
     from casewatch.monitor.freshness import freshness_now
     from casewatch.monitor.health import health_snapshot
@@ -60,10 +55,10 @@ def uscis_panel() -> dict[str, Any]:
 
     health = health_snapshot()
     budget = current_budget()
-    sentence = cache.get("casewatch:freshness")
-    if sentence is None:
-        sentence = freshness_now(budget, timezone.now()).sentence
-        cache.set("casewatch:freshness", sentence, FRESHNESS_CACHE_SECONDS)
+    freshness = cache.get("casewatch:freshness-figures")
+    if freshness is None:
+        freshness = asdict(freshness_now(budget, timezone.now()))
+        cache.set("casewatch:freshness-figures", freshness, FRESHNESS_CACHE_SECONDS)
     last_read = health["last_success_at"]
     return {
         "circuit": health["circuit"],
@@ -72,13 +67,36 @@ def uscis_panel() -> dict[str, Any]:
         "last_error": health["last_error"],
         "used_today": shared_quota(budget.rate_per_second, budget.calls_per_day).used_today(),
         "calls_per_day": budget.calls_per_day,
-        "freshness": sentence,
+        "freshness": freshness,
     }
 
 
-@login_required
-def case_list(request: HttpRequest) -> HttpResponse:
-    firm = firm_of(request)
+@staff_view(Action.VIEW_CASES)
+def home(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The case list, or, for a firm that tracks nothing yet, how to start."""
+    if Case.objects.filter(firm=membership.firm).exists():
+        return redirect("case-list")
+    return redirect("welcome")
+
+
+@staff_view(Action.VIEW_CASES)
+def welcome(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """How a firm brings in its first cases, with only what exists today."""
+    return render(
+        request,
+        "welcome.html",
+        {
+            "firm": membership.firm,
+            "may_add_cases": may(membership.role, Action.CHANGE_CASES),
+            "may_manage_team": may(membership.role, Action.MANAGE_TEAM),
+            "has_cases": Case.objects.filter(firm=membership.firm).exists(),
+        },
+    )
+
+
+@staff_view(Action.VIEW_CASES)
+def case_list(request: HttpRequest, membership: Membership) -> HttpResponse:
+    firm = membership.firm
     page = Paginator(_filtered(request, firm), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
@@ -95,9 +113,9 @@ def case_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
-def case_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    firm = firm_of(request)
+@staff_view(Action.VIEW_CASES)
+def case_detail(request: HttpRequest, membership: Membership, pk: int) -> HttpResponse:
+    firm = membership.firm
     case = get_object_or_404(
         Case.objects.select_related("client", "attorney", "paralegal"), pk=pk, firm=firm
     )

@@ -1,0 +1,55 @@
+"""Who may do what, as data: the one place where a role turns into a yes or a no.
+
+Views name the action they perform (casewatch.web.access.staff_view); nothing else
+looks at a role to decide. Front desk may look at everything and change nothing but
+their own preferences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+
+from casewatch.accounts.models import Role
+
+
+class Action(StrEnum):
+    VIEW_CASES = "view_cases"
+    CHANGE_CASES = "change_cases"
+    MANAGE_TEAM = "manage_team"
+    # A person's own settings (their language): not the firm's data.
+    OWN_SETTINGS = "own_settings"
+
+
+EVERYONE = frozenset(Role)
+CASE_WORKERS = frozenset({Role.ADMIN, Role.ATTORNEY, Role.PARALEGAL, Role.OPERATIONS})
+
+ALLOWED: Mapping[Action, frozenset[Role]] = {
+    Action.VIEW_CASES: EVERYONE,
+    Action.CHANGE_CASES: CASE_WORKERS,
+    Action.MANAGE_TEAM: frozenset({Role.ADMIN}),
+    Action.OWN_SETTINGS: EVERYONE,
+}
+
+# Actions that only look; a request that changes something may never be allowed by one.
+READS = frozenset({Action.VIEW_CASES})
+# Actions that change nothing of the firm's; the only changes a read-only role may make.
+PERSONAL = frozenset({Action.OWN_SETTINGS})
+READ_ONLY_ROLES = frozenset({Role.FRONT_DESK})
+
+
+def may(role: str, action: Action) -> bool:
+    """Whether a member with this role may perform this action."""
+    return role in ALLOWED[action]
+
+
+def _check_read_only_roles() -> None:
+    """Refuse at import a table that would let a read-only role change firm data."""
+    for action, roles in ALLOWED.items():
+        if action in READS or action in PERSONAL:
+            continue
+        if roles & READ_ONLY_ROLES:
+            raise AssertionError(f"{action} must not be granted to a read-only role")
+
+
+_check_read_only_roles()

@@ -1,0 +1,89 @@
+"""The gate every staff page passes: logged in, a member of a firm, allowed by role.
+
+A view says which action it performs when it only looks (GET, HEAD) and which when it
+changes something (any other method); `casewatch.accounts.permissions` says which
+roles may. A view receives the member's `Membership` and finds objects only within
+`membership.firm`, so another firm's object is a 404, never a 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import update_wrapper
+from typing import Concatenate, ParamSpec
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+
+from casewatch.accounts.models import Membership
+from casewatch.accounts.permissions import READS, Action, may
+
+P = ParamSpec("P")
+StaffView = Callable[Concatenate[HttpRequest, Membership, P], HttpResponse]
+View = Callable[Concatenate[HttpRequest, P], HttpResponse]
+
+SAFE_METHODS = ("GET", "HEAD")
+_CACHE = "_casewatch_membership"
+
+
+def membership_of(request: HttpRequest) -> Membership | None:
+    """The signed-in user's place in their firm, read once per request."""
+    if hasattr(request, _CACHE):
+        cached: Membership | None = getattr(request, _CACHE)
+        return cached
+    membership = None
+    if request.user.is_authenticated:
+        membership = (
+            Membership.objects.filter(user_id=request.user.pk)
+            .select_related("firm", "user")
+            .order_by("pk")
+            .first()
+        )
+    setattr(request, _CACHE, membership)
+    return membership
+
+
+def staff_view(
+    action: Action, *, change: Action | None = None
+) -> Callable[[StaffView[P]], View[P]]:
+    """Let a request through only for a member whose role allows what it is doing.
+
+    `action` is needed to look; `change` to send anything but GET or HEAD (no
+    `change`: such a request is refused with 405).
+    """
+    if change is not None and change in READS:
+        raise ValueError(f"{change} only looks; it cannot allow a change")
+
+    def decorate(view: StaffView[P]) -> View[P]:
+        def gate(request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+            membership = membership_of(request)
+            if membership is None:
+                raise Http404("no firm")
+            if request.method in SAFE_METHODS:
+                needed = action
+            elif change is None:
+                return HttpResponseNotAllowed(SAFE_METHODS)
+            else:
+                needed = change
+            if not may(membership.role, needed):
+                raise PermissionDenied(needed.value)
+            return view(request, membership, *args, **kwargs)
+
+        update_wrapper(gate, view)
+        gate.staff_action = action  # type: ignore[attr-defined]
+        gate.staff_change = change  # type: ignore[attr-defined]
+        return gate
+
+    return decorate
+
+
+def absolute_url(request: HttpRequest, path: str) -> str:
+    """A link for an e-mail: under CASEWATCH_PUBLIC_URL when set, else where the request came."""
+    base: str | None = settings.CASEWATCH_PUBLIC_URL
+    if base:
+        return base + path
+    return request.build_absolute_uri(path)
