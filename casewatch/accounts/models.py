@@ -35,6 +35,10 @@ class Membership(models.Model):
     # The language the staff app speaks to this person; empty: whatever the browser asks for.
     language = models.CharField(max_length=8, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Until when the dashboard's "changes since you last looked" has been seen.
+    changes_seen_until = models.DateTimeField(null=True, blank=True)
+    # SHA-256 of the secret in this member's iCalendar feed URL; empty: no feed (revoked).
+    calendar_token_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         constraints = [

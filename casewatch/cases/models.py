@@ -112,6 +112,8 @@ class Case(models.Model):
         indexes = [
             models.Index(fields=["next_check_at"]),
             models.Index(fields=["firm", "category"]),
+            models.Index(fields=["firm", "archived_at", "status_since"]),
+            models.Index(fields=["firm", "receipt_number"]),
         ]
 
     def __str__(self) -> str:
@@ -198,6 +200,7 @@ class StatusEvent(models.Model):
         indexes = [
             models.Index(fields=["case", "observed_at"]),
             models.Index(fields=["routed_at", "observed_at"]),
+            models.Index(fields=["firm", "observed_at"]),
         ]
 
     def __str__(self) -> str:
@@ -234,12 +237,112 @@ class Deadline(models.Model):
     basis_text = models.TextField(blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The firm's own date when it knows better (a USCIS extension, a rescheduled interview);
+    # `due_on` keeps what casewatch computed.
+    firm_due_on = models.DateField(null=True, blank=True)
+    firm_due_reason = models.TextField(blank=True)
+    firm_due_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    firm_due_set_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["firm", "due_on"])]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.due_on:%Y-%m-%d} (case {self.case_id})"
+
+    @property
+    def effective_due_on(self) -> Any:
+        """The date the firm works to: its own when it set one, else the computed one."""
+        return self.firm_due_on or self.due_on
+
+
+class EventFollowUp(models.Model):
+    """The firm's handling of one change: who must act and who has seen it.
+
+    Kept beside the StatusEvent, which is never edited once recorded.
+    """
+
+    firm = models.ForeignKey(Firm, on_delete=models.CASCADE, related_name="follow_ups")
+    event = models.OneToOneField(StatusEvent, on_delete=models.CASCADE, related_name="follow_up")
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_changes",
+    )
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["firm", "acknowledged_at"])]
+
+    def __str__(self) -> str:
+        return f"follow-up of event {self.event_id}"
+
+
+class Comment(models.Model):
+    """A staff note on a case, or on one change of it; may name the client, so encrypted."""
+
+    firm = models.ForeignKey(Firm, on_delete=models.CASCADE, related_name="comments")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="comments")
+    event = models.ForeignKey(
+        StatusEvent, null=True, blank=True, on_delete=models.CASCADE, related_name="comments"
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    body = EncryptedTextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["case", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on case {self.case_id}"
+
+
+class NameToken(models.Model):
+    """The blind index of client names: a keyed hash per word, so names stay encrypted.
+
+    A search for "garcía" hashes the normalized word (case and accents folded) with
+    the firm's index key and looks the hash up here.
+    """
+
+    firm = models.ForeignKey(Firm, on_delete=models.CASCADE, related_name="+")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="name_tokens")
+    token = models.CharField(max_length=32)
+
+    class Meta:
+        indexes = [models.Index(fields=["firm", "token"])]
+
+    def __str__(self) -> str:
+        return f"name token of client {self.client_id}"
+
+
+class SavedView(models.Model):
+    """A member's named case-list filter, kept as the list's query string."""
+
+    firm = models.ForeignKey(Firm, on_delete=models.CASCADE, related_name="saved_views")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(max_length=100)
+    query = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "firm", "name"], name="one_view_per_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Reminder(models.Model):
