@@ -16,12 +16,14 @@ from casewatch.monitor.schedule import (
     Budget,
     CaseState,
     RoundRobinPolicy,
+    _longest,
     calls_to_make,
     cost_curve,
     is_final,
-    longest_active_wait,
+    longest_active_waits,
     solve_interval,
     threshold_for_budget,
+    weight_of,
 )
 
 # A Tuesday, 15:00 UTC: 10:00 in Washington, USCIS posting hours.
@@ -184,26 +186,38 @@ def test_the_policy_fits_its_threshold_to_the_caseload() -> None:
     assert large.threshold > small.threshold
 
 
-def test_no_active_case_waits_longer_than_most_of_a_plain_rota() -> None:
+def test_no_active_case_waits_much_longer_than_most_of_a_plain_rota() -> None:
     policy = AdaptivePolicy(Budget(calls_per_day=100))
     # A status that sits for months, among cases that move and cases that are done.
     mix = [_case("case_received", 20), _case("card_mailed", 1)] + [_case("card_delivered", 40)] * 2
     policy.refit(TUESDAY, mix * 100)
     rota = timedelta(days=400 / 100)
-    assert policy.interval(_case("case_received", 20), TUESDAY) <= 0.8 * rota
+    typical = policy.bounds.typical_weight
+    assert policy.bounds.max_interval == 0.8 * rota  # for a case of typical weight
+    for status in ("case_received", "card_mailed"):
+        # Sooner when the next update likely needs action, later when not; by the fourth root.
+        cap = 0.8 * rota * (typical / weight_of(policy.model, status)) ** 0.25
+        assert policy.interval(_case(status, 20), TUESDAY) <= cap
     assert policy.interval(_case("card_delivered", 40), TUESDAY) > rota  # the final ones pay
 
 
-def test_when_the_budget_cannot_afford_the_cap_the_active_cases_share_it_evenly() -> None:
+def test_a_case_likelier_to_need_action_has_the_tighter_cap() -> None:
+    budget = Budget(calls_per_day=100)
+    bounds = longest_active_waits([_case("case_received")] * 200, [1.0, 3.0], budget, calls=95)
+    likely, unlikely = _case("rfe_response_received"), _case("card_mailed")
+    assert _longest(likely, bounds, 3.0) < bounds.max_interval < _longest(unlikely, bounds, 1.0)
+
+
+def test_when_the_budget_cannot_afford_the_cap_the_active_cases_share_it() -> None:
     budget = Budget(calls_per_day=100)
     active = [_case("case_received")] * 380
     finals = [_case("card_delivered")] * 20
-    wait = longest_active_wait(active + finals, budget, calls=100)
-    assert wait > 0.8 * timedelta(days=400 / 100)
-    floor = 380 / (wait / timedelta(days=1))
+    bounds = longest_active_waits(active + finals, [2.0] * 10, budget, calls=100)
+    assert bounds.max_interval > 0.8 * timedelta(days=400 / 100)
+    floor = 380 / (bounds.max_interval / timedelta(days=1))
     finals_spend = 20 / 30  # at their longest interval
     assert floor == pytest.approx(100 - finals_spend)
-    assert longest_active_wait(finals, budget, calls=100) == budget.max_interval
+    assert longest_active_waits(finals, [], budget, calls=100) == budget
 
 
 def test_the_freshness_estimate_plays_out_the_day_as_the_worker_spends_it() -> None:

@@ -43,6 +43,8 @@ DELAY_POWER = 3
 FIT_SAMPLE = 300
 # No active case waits longer than this share of a plain rota's interval (cases ÷ budget).
 ROTA_SHARE = 0.8
+# However unlikely to need action, an active case is read at least weekly.
+LONGEST_ACTIVE = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Budget:
     min_interval: timedelta = timedelta(minutes=10)
     max_interval: timedelta = timedelta(days=7)
     max_interval_final: timedelta = timedelta(days=30)
+    # When set, an active case's longest interval is max_interval for a case of this
+    # weight, shorter for one more likely to need action, longer for one less (¼ power).
+    typical_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,13 @@ def _days_in_status(case: CaseState, now: datetime) -> float:
     return max((now - case.status_since) / DAY, 0.0)
 
 
-def _longest(case: CaseState, budget: Budget) -> timedelta:
-    return budget.max_interval_final if is_final(case.status) else budget.max_interval
+def _longest(case: CaseState, budget: Budget, weight: float) -> timedelta:
+    if is_final(case.status):
+        return budget.max_interval_final
+    if budget.typical_weight <= 0:
+        return budget.max_interval
+    scaled: timedelta = budget.max_interval * (budget.typical_weight / weight) ** 0.25
+    return min(scaled, LONGEST_ACTIVE)
 
 
 def _rates_ahead(
@@ -127,7 +137,7 @@ def _rates_ahead(
     weight = weight_of(model, status)
     rates = model.rates(case.form_type, status)
     start_days = _days_in_status(case, now)
-    limit = _longest(case, budget) / DAY
+    limit = _longest(case, budget, weight) / DAY
     exact_until = EXACT_HORIZON / DAY
     step = STEP_HOURS / 24.0
     hour = model.hour_of_week(now)
@@ -163,7 +173,7 @@ def solve_interval(
 ) -> timedelta:
     """The T at which C(T) reaches `threshold`, within the budget's bounds."""
     moments = [0.0] * (DELAY_POWER + 1)
-    longest = _longest(case, budget)
+    longest = _longest(case, budget, weight_of(model, case.status or "unknown"))
     for low, high, rate in _rates_ahead(model, case, now, budget):
         grown = _grown(moments, rate, low, high)
         if _cost(grown, high) >= threshold:
@@ -248,9 +258,11 @@ class AdaptivePolicy:
     """Checks follow the learned hazards; the caseload's checks fit the budget.
 
     Every active case is also read at least every `ROTA_SHARE` of the rota's
-    interval: a status that usually sits for months still changes some day,
-    often to one that needs action, and that change must not wait longer than
-    a plain rota would have let it. The final cases pay for it.
+    interval (for a case of typical weight; by the fourth root of its weight,
+    as the cost rule weighs it, sooner when its next update likely needs
+    action and later when not): a status that usually sits for months still
+    changes some day, often to one that needs action, and that change must not
+    wait longer than a plain rota would have let it. The final cases pay for it.
     """
 
     name = "adaptive"
@@ -270,10 +282,13 @@ class AdaptivePolicy:
         """
         cases = list(caseload)
         calls = self.budget.calls_per_day * TARGET_SHARE
-        self.bounds = replace(
-            self.budget, max_interval=longest_active_wait(cases, self.budget, calls)
-        )
         sample = cases if len(cases) <= FIT_SAMPLE else random.Random(11).sample(cases, FIT_SAMPLE)
+        weights = [
+            weight_of(self.model, case.status or "unknown")
+            for case in sample
+            if not is_final(case.status)
+        ]
+        self.bounds = longest_active_waits(cases, weights, self.budget, calls)
         curves = [cost_curve(self.model, case, now, self.bounds) for case in sample]
         self.threshold = threshold_for_budget(
             curves, self.bounds, calls, scale=len(cases) / max(len(sample), 1)
@@ -296,23 +311,29 @@ class AdaptivePolicy:
         return min(max((moment - day_start) / DAY, 0.0), 1.0)
 
 
-def longest_active_wait(cases: Sequence[CaseState], budget: Budget, calls: float) -> timedelta:
-    """The cap on an active case's interval: `ROTA_SHARE` of the rota's, if the budget allows.
+def longest_active_waits(
+    cases: Sequence[CaseState], weights: Sequence[float], budget: Budget, calls: float
+) -> Budget:
+    """The budget's bounds with the cap on active cases' intervals (see AdaptivePolicy).
 
-    When checking every active case that often (and every final one at its
-    longest interval) would cost more than `calls`, the cap rises to what the
-    budget affords: the active cases then share it evenly.
+    `weights` are those of a sample of the active cases. The cap for a case of
+    typical weight is `ROTA_SHARE` of the rota's interval; when checking every
+    active case that often (and every final one at its longest interval) would
+    cost more than `calls`, it rises to what the budget affords.
     """
     finals = sum(1 for case in cases if is_final(case.status))
     active = len(cases) - finals
-    if not active or calls <= 0 or budget.calls_per_day <= 0:
-        return budget.max_interval
+    if not active or not weights or calls <= 0 or budget.calls_per_day <= 0:
+        return budget
+    typical = sum(weights) / len(weights)
+    # Calls a day per day of cap: Σ over active cases of 1 / (their share of the cap).
+    per_day = active * sum((w / typical) ** 0.25 for w in weights) / len(weights)
     cap = DAY * len(cases) / budget.calls_per_day * ROTA_SHARE
     spare = calls - finals / (budget.max_interval_final / DAY)
-    if spare <= 0:
-        return budget.max_interval
-    affordable = DAY * active / spare
-    return min(max(cap, affordable, budget.min_interval), budget.max_interval)
+    if spare > 0:
+        cap = max(cap, DAY * per_day / spare)
+    cap = min(max(cap, budget.min_interval), LONGEST_ACTIVE)
+    return replace(budget, max_interval=cap, typical_weight=typical)
 
 
 class RoundRobinPolicy:
