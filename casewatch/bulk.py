@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db import connection, models
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 
@@ -166,10 +167,18 @@ def _preparer(column: Any) -> Callable[[Any], Any]:
         return prepare
     if type(column) is models.DateTimeField:
         adapt = connection.ops.adapt_datetimefield_value
+        # A batch stores each moment several times (observed, checked, read, since): on
+        # SQLite, where adapting is formatting text, each distinct moment is formatted once.
+        adapted: dict[datetime, Any] | None = {} if connection.vendor == "sqlite" else None
 
         def stored_moment(value: Any) -> Any:
             if type(value) is datetime and value.tzinfo is not None:
-                return adapt(value)
+                if adapted is None:
+                    return adapt(value)
+                found = adapted.get(value)
+                if found is None:
+                    found = adapted[value] = adapt(value)
+                return found
             return None if value is None else prepare(value)
 
         return stored_moment
@@ -183,23 +192,8 @@ def _preparer(column: Any) -> Callable[[Any], Any]:
 _M = TypeVar("_M", bound=models.Model)
 
 
-def insert_instances(rows: Sequence[_M]) -> None:
-    """Insert new model instances of one model and give each its id, as `bulk_create` does.
-
-    For a worker's batches of tens of rows: one INSERT … RETURNING, values
-    stored as they are where the driver takes them so. Imports of tens of
-    thousands of rows use `insert_records` instead.
-    """
-    if not rows:
-        return
-    model = type(rows[0])
-    if not connection.features.can_return_rows_from_bulk_insert:
-        model._default_manager.bulk_create(rows)
-        return
-    meta = model._meta
-    pk = meta.pk
-    assert pk is not None
-    columns = [column for column in meta.concrete_fields if column is not pk]
+def _row_values(rows: Sequence[_M], columns: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The columns and the flat list of their stored values, row after row, for an INSERT."""
     stamped = [
         c for c in columns if getattr(c, "auto_now", False) or getattr(c, "auto_now_add", False)
     ]
@@ -213,6 +207,33 @@ def insert_instances(rows: Sequence[_M]) -> None:
         for column in stamped:
             column.pre_save(row, add=True)
         values += [store(getattr(row, name)) for store, name in stores]
+    return columns, values
+
+
+def insert_instances(rows: Sequence[_M], *, ignore_conflicts: bool = False) -> None:
+    """Insert new model instances of one model and give each its id, as `bulk_create` does.
+
+    For a worker's batches of tens of rows: one INSERT … RETURNING, values
+    stored as they are where the driver takes them so. Imports of tens of
+    thousands of rows use `insert_records` instead. With `ignore_conflicts`, rows
+    that would break a unique constraint are left out and no ids are given
+    (as `bulk_create(ignore_conflicts=True)` does).
+    """
+    if not rows:
+        return
+    model = type(rows[0])
+    if ignore_conflicts or not connection.features.can_return_rows_from_bulk_insert:
+        if ignore_conflicts and connection.vendor in ("sqlite", "postgresql"):
+            _insert_ignoring_conflicts(rows)
+        else:
+            model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+        return
+    meta = model._meta
+    pk = meta.pk
+    assert pk is not None
+    columns, values = _row_values(
+        rows, [column for column in meta.concrete_fields if column is not pk]
+    )
     quote = connection.ops.quote_name
     names = ", ".join(quote(str(column.column)) for column in columns)
     per_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
@@ -231,6 +252,30 @@ def insert_instances(rows: Sequence[_M]) -> None:
     for row, new_id in zip(rows, ids, strict=True):
         setattr(row, pk.attname, new_id)
         row._state.adding, row._state.db = False, connection.alias
+
+
+def _insert_ignoring_conflicts(rows: Sequence[_M]) -> None:
+    """`insert_instances(rows, ignore_conflicts=True)` on backends that say how to skip a row."""
+    meta = type(rows[0])._meta
+    pk = meta.pk
+    assert pk is not None
+    columns, values = _row_values(
+        rows, [column for column in meta.concrete_fields if column is not pk]
+    )
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(str(column.column)) for column in columns)
+    per_row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    chunk = max((connection.features.max_query_params or 30_000) // len(columns), 1)
+    insert = connection.ops.insert_statement(on_conflict=OnConflict.IGNORE)
+    suffix = connection.ops.on_conflict_suffix_sql(columns, OnConflict.IGNORE, None, None)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), chunk):
+            count = min(chunk, len(rows) - start)
+            cursor.execute(
+                f"{insert} {quote(meta.db_table)} ({names}) "  # names come from the model
+                f"VALUES {', '.join([per_row] * count)} {suffix}",
+                values[start * len(columns) : (start + count) * len(columns)],
+            )
 
 
 def update_columns(rows: Sequence[_M], fields: Sequence[str]) -> None:

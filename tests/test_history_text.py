@@ -7,18 +7,23 @@ is `unknown`, never a guess.
 
 from __future__ import annotations
 
-from datetime import date
+import re
+from datetime import date, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from casewatch.core.history_text import (
     PhrasebookError,
     classify_history,
+    clear_history_cache,
     default_phrasebook,
+    history_template,
     load_phrasebook,
 )
 from casewatch.core.statuses import Classification, default_catalog
-from casewatch.uscis.sandbox.texts import StepTexts, render_step, texts
+from casewatch.uscis.sandbox.texts import StepTexts, date_en, date_es, render_step, texts
 
 CATALOG = default_catalog()
 TEMPLATES = texts().templates
@@ -299,3 +304,133 @@ def test_a_tie_between_two_statuses_is_no_answer() -> None:
     )
     assert book.match("We decided your Form I-130.") is None
     assert default_phrasebook().match("We decided your Form I-130.") is None
+
+
+# --- remembering answers by template: texts that differ only in their dates ----------------
+
+
+def _fresh(text_en: str, text_es: str = "") -> Classification:
+    """The answer as if the text had never been seen: nothing remembered."""
+    clear_history_cache()
+    try:
+        return classify_history(text_en, text_es)
+    finally:
+        clear_history_cache()
+
+
+def _after(seen: tuple[str, str], text_en: str, text_es: str = "") -> Classification:
+    """The answer once a text of the same template (`seen`) was classified first."""
+    clear_history_cache()
+    classify_history(*seen)
+    return classify_history(text_en, text_es)
+
+
+def _dated(title: str, form_type: str, on: date) -> StepTexts:
+    return render_step(
+        title,
+        form_type=form_type,
+        receipt_number="EAC9999103403",
+        on=on,
+        notice_deadline=on + timedelta(days=30),
+        appointment=on + timedelta(days=33),
+        location="Chicago Field Office",
+    )
+
+
+# Which texts of a step are read together: the history line in both languages or in one,
+# and the description (which carries notice and appointment dates).
+_READ_TOGETHER = (
+    ("history_en", "history_es"),
+    ("history_en", ""),
+    ("", "history_es"),
+    ("description_en", "description_es"),
+)
+
+
+def _texts(step: StepTexts, names: tuple[str, str]) -> tuple[str, str]:
+    english, spanish = (getattr(step, name) if name else "" for name in names)
+    return english, spanish
+
+
+@pytest.mark.parametrize("title", sorted(TEMPLATES))
+def test_texts_that_differ_only_in_their_dates_read_exactly_as_if_read_afresh(title: str) -> None:
+    for form_type in ("I-130", "I-485", "G-28"):
+        first = _dated(title, form_type, date(2023, 9, 5))
+        for on in (date(2024, 2, 29), date(2023, 9, 28), date(2026, 12, 1)):
+            later = _dated(title, form_type, on)
+            for names in _READ_TOGETHER:
+                pair = _texts(later, names)
+                assert _after(_texts(first, names), *pair) == _fresh(*pair), pair
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "kept"),
+    [
+        ("We scheduled an interview on May 15, 2026, at our office.", {"15", "2026"}, set()),
+        ("Programamos una entrevista el 15 de Mayo de 2026 en la oficina.", {"15", "2026"}, set()),
+        ("On Mayo 15, 2026, we approved it.", {"15", "2026"}, set()),
+        ("We approved your Form I-130, Petition for Alien Relative.", set(), {"130"}),
+        # 28 is a number the catalog knows (G-28); 15 also counts documents here.
+        ("On May 28, 2026, we did it.", {"2026"}, {"28"}),
+        ("On May 15, 2026, we received 15 documents.", {"2026"}, {"15"}),
+        # After "Form", a date could read as a form; entities, markup and compatibility
+        # forms change what the readers see.
+        ("We filed Form May 15, 2026.", set(), {"15", "2026"}),
+        ("On May&nbsp;15, 2026, we approved it.", set(), {"15", "2026"}),
+        ("On May 15, 2026, <b>we approved it</b>.", set(), {"15", "2026"}),
+        ("On May 15, 2026, ｗe approved it.", set(), {"15", "2026"}),
+    ],
+)
+def test_only_numbers_that_cannot_change_an_answer_are_made_anonymous(
+    text: str, hidden: set[str], kept: set[str]
+) -> None:
+    templated, template = history_template(text)
+    assert templated is bool(hidden)
+    shown = set(re.findall(r"[0-9]+", re.sub(r"\x00[0-9.]+\x00", " ", template)))
+    assert kept <= shown and not hidden & shown, template
+
+
+# Any day, and often one whose number also appears around it or in the catalog (G-28).
+_DAYS = st.one_of(
+    st.dates(min_value=date(2000, 1, 1), max_value=date(2039, 12, 31)),
+    st.builds(
+        date,
+        st.integers(2000, 2039),
+        st.integers(1, 12),
+        st.sampled_from([2, 5, 15, 28]),
+    ),
+)
+_SURROUNDINGS = st.sampled_from(
+    [
+        ("On {d}, we approved your Form I-130, Petition for Alien Relative.", "en"),
+        ("We scheduled an interview for your Form I-485 on {d}, at our office.", "en"),
+        ("The status of your Form I-130, changed to: Case Was Approved on {d}.", "en"),
+        ("We sent a request for evidence on {d}; respond within 87 days.", "en"),
+        ("We approved your case on {d}.", "en"),
+        ("Approved {d}", "en"),
+        ("{d}", "en"),
+        ("Card {d} Mailed 2 To Me", "en"),
+        ("Case Was Received {d} With 15 Documents", "en"),
+        ("We rejected your Form G-28 on {d}.", "en"),
+        ("Fees Were Waived {d}", "en"),
+        ("El {d}, aprobamos su Formulario I-130, Petición de Familiar Extranjero.", "es"),
+        ("Programamos una entrevista para su Formulario N-400 el {d} en nuestra oficina.", "es"),
+        ("Caso Fue Aprobado {d}", "es"),
+    ]
+)
+
+
+def _written(day: date, lang: str) -> str:
+    return date_en(day) if lang == "en" else date_es(day)
+
+
+@settings(max_examples=300, deadline=None)
+@given(surrounding=_SURROUNDINGS, first=_DAYS, second=_DAYS)
+def test_any_two_dates_in_a_text_give_the_same_answer_as_reading_it_afresh(
+    surrounding: tuple[str, str], first: date, second: date
+) -> None:
+    pattern, lang = surrounding
+    seen = pattern.format(d=_written(first, lang))
+    text = pattern.format(d=_written(second, lang))
+    for pair, seen_pair in (((text, ""), (seen, "")), (("", text), ("", seen))):
+        assert _after(seen_pair, *pair) == _fresh(*pair)

@@ -25,20 +25,25 @@ from urllib.parse import quote
 import pytest
 import redis
 from django.db import connection, connections
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from casewatch.config import ConfigError
 from casewatch.monitor.limiter import (
     DEFAULT_BACK_OFF,
     SAFETY_MARGIN,
+    BucketState,
     DatabaseQuota,
     Grant,
     Quota,
     RedisQuota,
     acquire,
+    decide,
     quota_day,
     reset_zone,
     shared_quota,
 )
+from casewatch.monitor.models import QuotaBucket
 
 REPO = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("CASEWATCH_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0"
@@ -551,3 +556,62 @@ def test_with_redis_configured_the_bucket_is_in_redis(
         assert redis_client.exists(quota.key)
     finally:
         redis_client.delete(quota.key)
+
+
+# --- the database bucket's one-statement slot ---------------------------------------------
+
+_STATES = st.builds(
+    BucketState,
+    day=st.sampled_from(["", "2026-03-01", "2026-03-02", "2026-03-03"]),
+    used=st.integers(0, 12),
+    next_slot=st.floats(-100_000, 200_000).map(lambda offset: START.timestamp() + offset),
+    blocked_until=st.one_of(
+        st.just(0.0), st.floats(-100_000, 200_000).map(lambda offset: START.timestamp() + offset)
+    ),
+)
+
+
+@pytest.mark.django_db(transaction=True)
+@settings(max_examples=200, deadline=None)
+@given(
+    state=_STATES,
+    offset=st.floats(-3 * 86_400, 3 * 86_400),
+    rate=st.sampled_from([None, 0.5, 10.0]),
+    budget=st.sampled_from([None, 0, 5, 12]),
+)
+def test_a_slot_taken_in_one_statement_is_the_one_decide_gives(
+    state: BucketState, offset: float, rate: float | None, budget: int | None
+) -> None:
+    """The bucket row after a reservation, and the grant, are what `decide` says; a
+    reservation `decide` refuses changes nothing (and is then answered the long way)."""
+    clock = VirtualClock(START + timedelta(seconds=offset))
+    quota = DatabaseQuota(rate, budget, clock=clock, zone="America/New_York", name="decide")
+    QuotaBucket.objects.update_or_create(
+        name="decide",
+        defaults={
+            "day": state.day,
+            "used": state.used,
+            "next_slot": state.next_slot,
+            "blocked_until": state.blocked_until,
+        },
+    )
+    settings_ = quota._settings
+    expected_state, expected = decide(
+        state, clock(), settings_.interval, budget, settings_.days_from(clock())
+    )
+    grant = quota._take_slot()
+    row = QuotaBucket.objects.get(name="decide")
+    stored = BucketState(row.day, row.used, row.next_slot, row.blocked_until)
+    if not expected.granted:
+        assert grant is None and stored == state
+        assert quota.reserve() == expected
+        return
+    assert grant is not None
+    assert grant.at == pytest.approx(expected.at, abs=1e-6)
+    assert grant.wait == pytest.approx(expected.wait, abs=1e-6)
+    assert (stored.day, stored.used, stored.blocked_until) == (
+        expected_state.day,
+        expected_state.used,
+        expected_state.blocked_until,
+    )
+    assert stored.next_slot == pytest.approx(expected_state.next_slot, abs=1e-6)

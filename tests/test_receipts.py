@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from hypothesis import given
@@ -81,6 +81,19 @@ def test_lockbox_receipts_carry_a_nine_after_the_fiscal_year() -> None:
 
 def test_first_workday_is_first_weekday_of_october() -> None:
     assert parse_receipt("EAC2500112345").approx_received_on == date(2024, 10, 1)
+
+
+@given(st.integers(0, 99), st.integers(1, 366))
+def test_workday_n_is_the_nth_weekday_from_1_october(year: int, workday: int) -> None:
+    received = parse_receipt(f"EAC{year:02d}{workday:03d}12345").approx_received_on
+    day, weekdays = date(2000 + year - 1, 10, 1), 0
+    while True:  # counted out one day at a time
+        if day.weekday() < 5:
+            weekdays += 1
+            if weekdays == workday:
+                break
+        day += timedelta(days=1)
+    assert received == day
 
 
 @given(receipts, st.lists(noise, min_size=14, max_size=14), st.booleans())

@@ -20,6 +20,7 @@ from django.db.models import Model
 from casewatch.accounts.firms import default_firm
 from casewatch.audit.chain import verify
 from casewatch.audit.models import AuditEntry
+from casewatch.bulk import insert_instances
 from casewatch.cases.history import Answer, record_outcomes
 from casewatch.cases.models import Case, Deadline, Observation, StatusEvent
 from casewatch.monitor.checks import (
@@ -36,7 +37,9 @@ from casewatch.uscis.source import (
     Found,
     HistoryEntry,
     NotFound,
+    NotSent,
     Outcome,
+    Pace,
     RateLimited,
     Unavailable,
 )
@@ -251,7 +254,9 @@ class Scripted:
         self.asked: list[str] = []
         self._lock = threading.Lock()
 
-    def fetch(self, receipt_number: str) -> Outcome:
+    def fetch(self, receipt_number: str, *, pace: Pace | None = None) -> Outcome:
+        if pace is not None and not pace():
+            raise NotSent(receipt_number)
         with self._lock:
             self.asked.append(receipt_number)
         answer = self.answers.get(receipt_number)
@@ -267,12 +272,13 @@ def _round(
     fetchers: int = 4,
     stopping: Callable[[], bool] = lambda: False,
     backed_off: list[float] | None = None,
+    may_send: Callable[[], bool] = lambda: True,
 ) -> PollReport:
     return poll_due(
         source,
         policy=AdaptivePolicy(BUDGET),
         now=lambda: T0,
-        may_send=lambda: True,
+        may_send=may_send,
         used_today=lambda: 0,
         day_start=lambda moment: moment - timedelta(hours=12),
         back_off=(backed_off if backed_off is not None else []).append,
@@ -372,3 +378,100 @@ def test_a_round_records_the_same_as_checking_one_case_at_a_time(fetchers: int) 
     assert report.checked == 30 and report.faults == 1 and report.changes == 29
     assert len(report.events) == 29 == StatusEvent.objects.count()
     assert Deadline.objects.count() == 1 and verify().ok
+
+
+class Watched(Scripted):
+    """Scripted, noting which thread sends each request and what it did just before."""
+
+    def __init__(self, answers: dict[str, Callable[[], Outcome]] | None = None) -> None:
+        super().__init__(answers)
+        self.events: list[tuple[str, int, str]] = []  # (what, thread, receipt or "")
+
+    def note(self, what: str, receipt: str = "") -> None:
+        with self._lock:
+            self.events.append((what, threading.get_ident(), receipt))
+
+    def fetch(self, receipt_number: str, *, pace: Pace | None = None) -> Outcome:
+        def paced() -> bool:
+            assert pace is not None
+            return pace()
+
+        outcome = super().fetch(receipt_number, pace=paced if pace is not None else None)
+        self.note("sent", receipt_number)
+        return outcome
+
+
+def test_each_request_goes_out_from_the_thread_that_took_its_slot() -> None:
+    """The slot (and the limiter's lateness check) is taken in the sending thread, right
+    before the request: nothing the round's own thread does can come in between."""
+    _cases(10)
+    source = Watched()
+
+    def may_send() -> bool:
+        source.note("slot")
+        return True
+
+    report = _round(source, may_send=may_send)
+    assert report.checked == 10
+    round_thread = threading.get_ident()
+    sends = [(i, thread) for i, (what, thread, _) in enumerate(source.events) if what == "sent"]
+    assert len(sends) == 10
+    for index, thread in sends:
+        assert thread != round_thread
+        mine = [what for what, t, _ in source.events[:index] if t == thread]
+        assert mine and mine[-1] == "slot", "a request went out without a slot of its own"
+    assert sum(what == "slot" for what, _, _ in source.events) == 10
+
+
+def test_a_retry_with_a_fresh_token_takes_its_own_slot_in_turn() -> None:
+    cases = _cases(5)
+    retried = str(cases[2].receipt_number)
+    slots = []
+
+    class Retrying(Scripted):
+        def fetch(self, receipt_number: str, *, pace: Pace | None = None) -> Outcome:
+            outcome = super().fetch(receipt_number, pace=pace)
+            if receipt_number == retried:  # a 401, a fresh token, and the lookup again
+                assert pace is not None
+                if not pace():
+                    return Unavailable("no slot for the retry")
+            return outcome
+
+    def may_send() -> bool:
+        slots.append(1)
+        return True
+
+    report = _round(Retrying(), may_send=may_send)
+    assert report.checked == 5 and report.faults == 0
+    assert len(slots) == 6, "the retry went out without a slot"
+
+
+def test_when_no_slot_is_given_the_round_stops_and_gives_back_what_it_did_not_ask() -> None:
+    cases = _cases(12)
+    source = Scripted()
+    given = iter([True] * 5)
+    report = _round(source, may_send=lambda: next(given, False))
+    assert report.stopped_early == "quota"
+    assert len(source.asked) == 5 and report.checked == 5
+    unasked = Case.objects.exclude(receipt_number__in=source.asked)
+    assert unasked.count() == len(cases) - 5
+    assert not unasked.filter(claimed_until__isnull=False).exists(), "given back: due at once"
+
+
+def test_a_stay_already_kept_is_kept_once() -> None:
+    (case,) = _cases(1)
+
+    def stay(started_days_ago: int, days: float) -> DwellSample:
+        return DwellSample(
+            case=case,
+            form_type="I-485",
+            status="case_received",
+            next_status="fingerprints_taken",
+            started_at=T0 - timedelta(days=started_days_ago),
+            days=days,
+        )
+
+    insert_instances([stay(30, 10.0)])
+    insert_instances([stay(30, 12.0), stay(20, 5.0), stay(20, 5.0)], ignore_conflicts=True)
+    kept = sorted(DwellSample.objects.values_list("started_at", "days"))
+    assert kept == [(T0 - timedelta(days=30), 10.0), (T0 - timedelta(days=20), 5.0)]

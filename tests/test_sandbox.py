@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -185,3 +188,70 @@ def test_synthetic_world_refuses_unknown_prefixes_and_documented_error_serials()
     assert getattr(world.case("ABC2410012345", NOW), "status", None) == 422
     assert getattr(world.case("EAC2410010404", NOW), "status", None) == 404
     assert not hasattr(world.case("EAC2410012345", NOW), "status")
+
+
+# --- serving: connections kept alive, as USCIS's gateway keeps them -------------------------
+
+
+def _token(connection: http.client.HTTPConnection) -> str:
+    body = "grant_type=client_credentials&client_id=a&client_secret=b"
+    connection.request(
+        "POST",
+        "/oauth/accesstoken",
+        body=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    answer = connection.getresponse()
+    assert answer.status == 200 and answer.getheader("Connection") != "close"
+    return str(json.loads(answer.read())["access_token"])
+
+
+def test_the_sandbox_answers_many_requests_on_one_connection() -> None:
+    _app, server = start_sandbox()
+    with server:
+        host, port = server.server.server_address[:2]
+        connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
+        token = _token(connection)  # a request with a body: read in full, so the next one parses
+        socket_used = connection.sock
+        for receipt in ("EAC9999103403", "LIN9999106498", "EAC2490012345"):
+            connection.request(
+                "GET", f"/case-status/{receipt}", headers={"Authorization": f"Bearer {token}"}
+            )
+            answer = connection.getresponse()
+            assert answer.status == 200 and answer.getheader("Connection") != "close"
+            assert json.loads(answer.read())["case_status"]["receiptNumber"] == receipt
+        assert connection.sock is socket_used, "the connection was closed and opened again"
+        connection.close()
+
+
+def test_the_official_client_reuses_its_connection() -> None:
+    _app, server = start_sandbox()
+    with server, client_for(server) as client:
+        for receipt in ("EAC9999103403", "LIN9999106498", "EAC2490012345", "WAC2490012346"):
+            assert isinstance(client.fetch(receipt), Found)
+        assert len(server.server._connections) == 1  # the token request's, kept for the lookups
+
+
+def test_a_client_that_asks_to_close_is_answered_then_disconnected() -> None:
+    _app, server = start_sandbox()
+    with server:
+        host, port = server.server.server_address[:2]
+        with socket.create_connection((str(host), int(port)), timeout=10) as raw:
+            raw.sendall(b"GET /health HTTP/1.1\r\nHost: sandbox\r\nConnection: close\r\n\r\n")
+            received = b""
+            while chunk := raw.recv(65536):
+                received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
+    assert json.loads(body)["service"] == "casewatch USCIS sandbox"
+
+
+def test_stopping_the_sandbox_closes_the_connections_it_kept_alive() -> None:
+    _app, server = start_sandbox()
+    host, port = server.server.server_address[:2]
+    connection = http.client.HTTPConnection(str(host), int(port), timeout=10)
+    _token(connection)
+    assert connection.sock is not None
+    server.stop()
+    assert connection.sock.recv(1) == b"", "the kept connection still answers after the stop"
+    connection.close()

@@ -1002,14 +1002,21 @@ class VirtualWorker:
         from casewatch.monitor.health import circuit_allows
 
         while self.clock.now() < until:
+            held = self.bucket.blocked_until() - self.bucket.clock()
+            if held > 0:
+                # Backed off (Retry-After): the worker goes on when the wait is over.
+                self.sleep(held)
+                continue
             if not circuit_allows(self.clock.now()):
                 self.clock.advance(IDLE)
                 continue
             report = tasks.poll_once(self.source, self.bucket, now=self.clock.now, sleep=self.sleep)
             now = self.clock.now()
-            if report.stopped_early in ("rate_limited", "unavailable", "quota"):
+            if report.stopped_early == "quota":
                 # The round ends; the next one starts on the next minute.
                 self.clock.set(now.replace(second=0, microsecond=0) + timedelta(minutes=1))
+            elif report.stopped_early in ("rate_limited", "unavailable"):
+                continue
             elif report.checked == 0:
                 # Idle until the case checked longest ago may be checked again.
                 self.clock.set(min(until, max(now + timedelta(minutes=1), self.next_work())))
@@ -1185,19 +1192,10 @@ def test_a_worker_held_back_past_its_lease_asks_about_none_of_the_cases_it_claim
     monkeypatch.setattr(tasks, "WORKER", "worker-a")
     trace = make_trace(4, seed=3, days_apart=(1.0, 2.0))
     track(trace)
-    asked: list[str] = []
     taken: list[Any] = []
-    with sandbox_in_thread(trace, "", 5.0) as (_, client, clock):
+    with sandbox_in_thread(trace, "", 5.0) as (app, client, clock):
         worker = VirtualWorker(client, clock)
         lease_ends = clock.now() + timedelta(seconds=60)
-
-        class Asking:
-            def fetch(self, receipt: str) -> Any:
-                asked.append(receipt)
-                return client.fetch(receipt)
-
-            def close(self) -> None:
-                client.close()
 
         def sleep(seconds: float) -> None:
             worker.sleep(seconds)
@@ -1205,9 +1203,10 @@ def test_a_worker_held_back_past_its_lease_asks_about_none_of_the_cases_it_claim
                 taken.extend(claim(clock.now(), 10, worker="worker-b"))
 
         worker.bucket.back_off(600)
-        report = tasks.poll_once(Asking(), worker.bucket, now=clock.now, sleep=sleep)
+        report = tasks.poll_once(client, worker.bucket, now=clock.now, sleep=sleep)
 
     assert len(taken) == len(trace.receipts) + 1, "worker-b took every lapsed claim"
+    asked = [lookup["receipt"] for lookup in sandbox_lookups(app)]
     assert asked == [], "worker-a asked about cases worker-b now holds"
     assert (report.checked, report.stopped_early) == (0, "lease")
     assert Case.objects.filter(claimed_by="worker-b").count() == len(taken), (

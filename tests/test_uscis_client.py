@@ -14,7 +14,12 @@ import pytest
 
 from casewatch.core.clock import ManualClock
 from casewatch.monitor.pacing import Pacer
-from casewatch.uscis.client import error_message, parse_case_status, retry_after_seconds
+from casewatch.uscis.client import (
+    OfficialClient,
+    error_message,
+    parse_case_status,
+    retry_after_seconds,
+)
 from casewatch.uscis.sandbox.app import Limits, SandboxApp
 from casewatch.uscis.sandbox.faults import SHAPES, FaultPlan, parse_faults
 from casewatch.uscis.sandbox.server import RunningServer, serve_in_thread
@@ -25,6 +30,7 @@ from casewatch.uscis.source import (
     Invalid,
     Malformed,
     NotFound,
+    NotSent,
     RateLimited,
     Unavailable,
 )
@@ -289,3 +295,102 @@ def test_fault_specs_are_checked() -> None:
     with pytest.raises(ValueError, match="between 0 and 1"):
         parse_faults("unavailable=2")
     assert not FaultPlan().active
+
+
+# --- pacing: every request the client sends waits for its slot --------------------------------
+
+
+class Slots:
+    """A caller's limiter as the client sees it: each call is one slot, granted or not."""
+
+    def __init__(self, client: OfficialClient, grants: int = 1_000) -> None:
+        self.client = client
+        self.grants = grants
+        self.taken = 0
+        self.tokens_when_taken: list[int] = []
+
+    def __call__(self) -> bool:
+        self.tokens_when_taken.append(self.client.tokens_fetched)
+        if self.taken >= self.grants:
+            return False
+        self.taken += 1
+        return True
+
+
+def test_a_lookup_waits_for_its_slot_once_it_has_its_token(sandbox, client) -> None:
+    app, _ = sandbox
+    slots = Slots(client)
+    assert isinstance(client.fetch(RECEIPT, pace=slots), Found)
+    # The token was fetched before the slot was taken: it cannot make the lookup late.
+    assert slots.taken == 1 and slots.tokens_when_taken == [1]
+    assert app.counters.requests == 1
+
+
+def test_the_retry_after_a_refused_token_takes_a_slot_of_its_own(sandbox, client) -> None:
+    app, _ = sandbox
+    assert isinstance(client.fetch(RECEIPT), Found)
+    app.revoke_tokens()  # USCIS expired the token: the lookup gets a 401
+    slots = Slots(client)
+    assert isinstance(client.fetch(RECEIPT, pace=slots), Found)
+    assert slots.taken == 2, "the retry went out without a slot"
+    assert slots.tokens_when_taken == [1, 2]  # the retry's slot, after the fresh token
+    assert app.counters.requests == 3
+
+
+def test_a_retry_refused_its_slot_is_not_sent_and_the_401_stands(sandbox, client) -> None:
+    app, _ = sandbox
+    assert isinstance(client.fetch(RECEIPT), Found)
+    app.revoke_tokens()
+    outcome = client.fetch(RECEIPT, pace=Slots(client, grants=1))
+    assert isinstance(outcome, AuthFailed)
+    assert app.counters.requests == 2, "the retry was sent without a slot"
+
+
+def test_a_lookup_refused_its_slot_asks_nothing(sandbox, client) -> None:
+    app, _ = sandbox
+    with pytest.raises(NotSent):
+        client.fetch(RECEIPT, pace=Slots(client, grants=0))
+    assert app.counters.requests == 0
+
+
+def test_lookups_go_through_a_proxy_named_in_the_environment(
+    sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, server = sandbox
+    with client_for(server) as direct:
+        assert isinstance(direct.fetch(RECEIPT), Found)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with client_for(server, timeout=2.0) as proxied:
+        assert isinstance(proxied.fetch(RECEIPT), Unavailable)
+
+
+@pytest.mark.parametrize(
+    ("modified", "expected"),
+    [
+        ("09-05-2023 18:28:46", datetime(2023, 9, 5, 18, 28, 46)),
+        (" 09-05-2023 18:28:46 ", datetime(2023, 9, 5, 18, 28, 46)),
+        ("9-5-2023 18:28:46", datetime(2023, 9, 5, 18, 28, 46)),
+        ("09-05-2023", datetime(2023, 9, 5)),
+        ("2023-09-05T18:28:46", datetime(2023, 9, 5, 18, 28, 46)),
+        ("02-30-2023 10:00:00", None),
+        ("13-01-2023 10:00:00", None),
+        ("09-05-2023 24:00:00", None),
+        ("", None),
+    ],
+)
+def test_modified_dates_are_read_in_every_shape_uscis_uses(modified, expected) -> None:
+    body = json.dumps(
+        {
+            "case_status": {
+                "receiptNumber": RECEIPT,
+                "current_case_status_text_en": "Case Was Approved",
+                "modifiedDate": modified,
+                "hist_case_status": [{"date": modified[:10], "completed_text_en": "x"}],
+            }
+        }
+    )
+    outcome = parse_case_status(body, RECEIPT, "sandbox")
+    assert isinstance(outcome, Found)
+    assert outcome.status.modified_at == expected

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from casewatch.accounts.firms import default_firm
-from casewatch.cases.models import Case, StatusEvent
+from casewatch.cases.models import Case, Observation, StatusEvent
 from casewatch.core.clock import ManualClock
-from casewatch.monitor.checks import PollReport, claim, poll_due
+from casewatch.monitor.checks import FETCHERS, PollReport, claim, poll_due
 from casewatch.monitor.schedule import AdaptivePolicy, Budget
 from casewatch.uscis.client import OfficialClient
-from casewatch.uscis.sandbox.world import synthetic_case
+from casewatch.uscis.sandbox.app import Limits, SandboxApp
+from casewatch.uscis.sandbox.server import serve_in_thread
+from casewatch.uscis.sandbox.world import SyntheticWorld, synthetic_case
 from tests.conftest import client_for, start_sandbox
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +122,136 @@ def test_when_the_day_is_behind_its_pace_cases_are_checked_early(
     rested = clock.now() + BUDGET.min_interval
     assert poll(client, rested, spent=5_000).checked == 0, "on pace: only due cases"
     assert poll(client, rested, spent=100).checked == 1, "behind pace: checked early"
+
+
+# --- the worker's round: back-offs, and what it tells the circuit breaker ------------------
+
+
+@pytest.fixture
+def fresh_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process with no policy learned yet, asking as fast as its limiter allows."""
+    from casewatch.monitor import tasks
+
+    monkeypatch.setenv("CASEWATCH_USCIS_RATE", "1000")
+    monkeypatch.setenv("CASEWATCH_USCIS_DAILY_BUDGET", "10000")
+    monkeypatch.setenv("CASEWATCH_CHECK_INTERVAL_SECONDS", "0.001")
+    monkeypatch.setattr(tasks, "_policy", None)
+    monkeypatch.setattr(tasks, "_learned_at", None)
+    monkeypatch.setattr(tasks, "_resume_at", 0.0)
+
+
+def _lookups(app: SandboxApp) -> list[dict[str, Any]]:
+    assert isinstance(app.request_log, io.StringIO)
+    return [json.loads(line) for line in app.request_log.getvalue().splitlines()]
+
+
+def test_after_a_429_the_worker_asks_again_as_soon_as_retry_after_is_over(
+    fresh_worker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """USCIS's spike arrest refuses quick requests with Retry-After: 1 (the worker asks faster).
+
+    The round waits each second out and goes on, rather than ending until the next
+    minute's round; nothing but requests already on their way arrives before
+    Retry-After allows.
+    """
+    from casewatch.monitor import tasks
+
+    monkeypatch.setenv("CASEWATCH_CHECK_INTERVAL_SECONDS", "600")  # each case asked once
+    monkeypatch.setattr(tasks, "ROUND_SECONDS", 4.0)
+    _cases(*[f"EAC24900123{n:02d}" for n in range(8)])
+    app = SandboxApp(
+        SyntheticWorld(),
+        ManualClock(datetime(2026, 3, 2, 15, 0, tzinfo=UTC)),
+        limits=Limits(rate=2),
+        request_log=io.StringIO(),
+    )
+    with serve_in_thread(app) as server, client_for(server) as client:
+        monkeypatch.setattr(tasks, "_reader", lambda: client)
+        tasks.poll_round()
+
+    lookups = _lookups(app)
+    refused = [lookup["at"] for lookup in lookups if lookup["status"] == 429]
+    read = [lookup["at"] for lookup in lookups if lookup["status"] == 200]
+    assert refused, "the sandbox never said 429: the test proves nothing"
+    assert any(at >= refused[0] + 1.0 for at in read), "the round ended at the first 429"
+    for no in refused:
+        soon = [at for at in read + refused if no < at < no + 1.0]
+        assert len(soon) < FETCHERS, "asked again before Retry-After"
+
+
+def test_a_back_off_longer_than_the_round_is_resumed_by_a_poll_scheduled_for_its_end(
+    fresh_worker: None, monkeypatch: pytest.MonkeyPatch, client: OfficialClient
+) -> None:
+    from huey.contrib.djhuey import HUEY
+
+    from casewatch.monitor import tasks
+
+    monkeypatch.setattr(tasks, "_reader", lambda: client)
+    _cases("EAC2490012345")
+    HUEY.flush()
+    bucket = tasks.quota()
+    bucket.back_off(120.0)  # a 503 with Retry-After: 120, seen by any worker
+    ends = datetime.now(UTC) + timedelta(seconds=120)
+
+    assert tasks.poll_round() == 0
+    resumes = [task for task in HUEY.pending() if task.name.endswith("poll_now")]
+    assert len(resumes) == 1
+    (resume,) = resumes
+    assert resume.eta is not None
+    assert abs(resume.eta.replace(tzinfo=UTC) - ends) < timedelta(seconds=5)
+    # The next minute's round, still inside the back-off, leaves that one poll as it is.
+    assert tasks.poll_round() == 0
+    assert len([task for task in HUEY.pending() if task.name.endswith("poll_now")]) == 1
+    HUEY.flush()
+
+
+def test_reads_in_a_row_are_noted_together_and_a_failure_after_them_counts_from_the_last(
+    fresh_worker: None,
+) -> None:
+    """The circuit breaker hears a run of good reads as one (the latest), noted before the
+    failure that ends the run: one write for the run, one failure in a row, the last read known."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from casewatch.monitor import tasks
+    from casewatch.monitor.health import health_snapshot, note_outcome
+    from casewatch.monitor.limiter import DatabaseQuota
+    from casewatch.monitor.models import UscisHealth
+    from casewatch.uscis.source import Malformed, Outcome
+    from tests.test_recording_batches import Scripted, found
+
+    clock = ManualClock(datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
+    cases = _cases(*[f"EAC24900123{n:02d}" for n in range(6)])
+    receipts = [str(case.receipt_number) for case in cases]
+
+    def taking(answer: Callable[[], Outcome]) -> Callable[[], Outcome]:
+        def answering() -> Outcome:
+            clock.advance(timedelta(milliseconds=100))
+            return answer()
+
+        return answering
+
+    def received(receipt: str) -> Callable[[], Outcome]:
+        return lambda: found("Case Was Received", receipt)
+
+    answers = {r: taking(received(r)) for r in receipts[:-1]}
+    answers[receipts[-1]] = taking(lambda: Malformed("not a status"))  # the last one asked
+    bucket = DatabaseQuota(None, None, clock=lambda: clock.now().timestamp())
+    note_outcome(None, clock.now() - timedelta(minutes=5))  # USCIS was read before
+    with CaptureQueriesContext(connection) as queries:
+        report = tasks.poll_once(Scripted(answers), bucket, now=clock.now)
+
+    assert report.checked == 6 and report.faults == 1
+    last_read = Observation.objects.filter(outcome="found").order_by("-observed_at").first()
+    assert last_read is not None
+    health = health_snapshot()
+    assert health["consecutive_failures"] == 1
+    assert health["last_success_at"] == last_read.observed_at.astimezone(UTC).isoformat()
+    table = UscisHealth._meta.db_table
+    writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if table in q["sql"] and q["sql"].lstrip().upper().startswith(("UPDATE", "INSERT"))
+    ]
+    # The first read (it could end an outage), the run of reads before the failure, the failure.
+    assert len(writes) == 3, "five reads in half a second are not noted one by one"

@@ -14,7 +14,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from importlib import resources
 
@@ -82,6 +82,9 @@ class Phrasebook:
     date_lead_ins: tuple[re.Pattern[str], ...]
     title_lead_ins: tuple[re.Pattern[str], ...]
     confidence: float
+    months: tuple[str, ...] = ()
+    # Numbers that patterns spell out as words: a text's numbers matter when they are these.
+    numbers: frozenset[str] = frozenset()
 
     def normalize(self, text: str) -> str:
         """The first sentence as patterns see it: forms bracketed, no receipts, no date."""
@@ -179,6 +182,17 @@ def _compile(pattern: str, months: str) -> tuple[str, int]:
     return "^" + "".join(parts), weight
 
 
+def _literal_numbers(patterns: Iterable[str]) -> set[str]:
+    """The numbers that patterns name word for word (not inside a placeholder)."""
+    found: set[str] = set()
+    for pattern in patterns:
+        for piece in _PIECE.findall(pattern):
+            if not piece.startswith("{"):
+                words = (w for choice in piece.split("|") for w in clean_title(choice).split())
+                found.update(w for w in words if w.isdigit())
+    return found
+
+
 def _strings(value: object, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise PhrasebookError(f"{where} must be a list of non-empty strings")
@@ -210,7 +224,8 @@ def _phrasings(
 def load_phrasebook(data: Mapping[str, object], catalog: StatusCatalog) -> Phrasebook:
     """Check and compile history_texts.toml against the status catalog."""
     lead_ins = _table(data.get("lead_ins", {}), "lead_ins")
-    months = "|".join(clean_title(m) for m in _strings(lead_ins.get("months", []), "months"))
+    month_names = tuple(clean_title(m) for m in _strings(lead_ins.get("months", []), "months"))
+    months = "|".join(month_names)
     confidence = data.get("confidence", 0.95)
     if not isinstance(confidence, float | int) or not catalog.threshold <= confidence <= 1:
         raise PhrasebookError("confidence must be between the catalog's threshold and 1")
@@ -219,11 +234,19 @@ def load_phrasebook(data: Mapping[str, object], catalog: StatusCatalog) -> Phras
         patterns = _strings(lead_ins.get(name, []), f"lead_ins.{name}")
         return tuple(re.compile(_compile(p, months)[0] + suffix) for p in patterns)
 
+    phrasings = tuple(_phrasings(_table(data.get("status", {}), "status"), catalog, months))
+    lead_in_patterns = [
+        pattern
+        for name in ("date", "title")
+        for pattern in _strings(lead_ins.get(name, []), f"lead_ins.{name}")
+    ]
     return Phrasebook(
-        phrasings=tuple(_phrasings(_table(data.get("status", {}), "status"), catalog, months)),
+        phrasings=phrasings,
         date_lead_ins=lead_in_regexes("date", ""),
         title_lead_ins=lead_in_regexes("title", "$"),
         confidence=float(confidence),
+        months=month_names,
+        numbers=frozenset(_literal_numbers([p.source for p in phrasings] + lead_in_patterns)),
     )
 
 
@@ -276,13 +299,105 @@ def _classify_one(text: str) -> Classification:
     return catalog.classify(text)
 
 
+# Classifications by the template of their texts (`history_template`), at most this many.
+TEMPLATE_MEMO_SIZE = 20_000
+# Each with the text its `input` came from: 0 the English one, 1 the Spanish one.
+_by_template: dict[tuple[tuple[bool, str], tuple[bool, str]], tuple[Classification, int]] = {}
+# Before a date, "form" would make its month and day read as a form's number ("Form May 15").
+_FORM_BEFORE = re.compile(r"(?i:\b(?:form|formulario))\s+$")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@cache
+def _dates() -> re.Pattern[str]:
+    """A date as USCIS writes one ("May 15, 2026", "15 de Mayo de 2026"), month in any case."""
+    months = "|".join(re.escape(m) for m in default_phrasebook().months)
+    edge = r"(?<![^\s(])"  # starts the text, or follows a space or "(": never "&#" or "I-"
+    end = r"(?![\w-])"
+    return re.compile(
+        rf"{edge}(?i:{months}) (?P<day>[0-9]{{1,2}}), (?P<year>[0-9]{{4}}){end}"
+        rf"|{edge}(?P<day_es>[0-9]{{1,2}}) de (?i:{months}) de (?P<year_es>[0-9]{{4}}){end}"
+    )
+
+
+@cache
+def _known_numbers() -> frozenset[str]:
+    return default_catalog().known_numbers | default_phrasebook().numbers
+
+
+def history_template(text: str) -> tuple[bool, str]:
+    """The text with the day and year of its dates made anonymous, where that cannot matter.
+
+    Two texts with the same template are classified alike (but for `input`): the
+    readers see a date's day and year only as numbers of so many digits, unknown to
+    the catalog and the phrasebook, equal or not to the text's other numbers. So a
+    date is left as it is when its numbers are known ones or occur elsewhere in the
+    text, when it follows "Form", or when markup, entities or Unicode compatibility
+    forms could change what the readers see. Months stay (misspelt words are
+    corrected by likeness, and month names are no known words). (True, template),
+    or (False, text) when nothing was made anonymous.
+    """
+    if not any(c.isdigit() for c in text) or "&" in text or "<" in text or "\x00" in text:
+        return False, text
+    if not text.isascii() and unicodedata.normalize("NFKC", text) != text:
+        return False, text
+    spans: list[tuple[int, int]] = []
+    for found in _dates().finditer(text):
+        if _FORM_BEFORE.search(text, 0, found.start()):
+            continue
+        for group in ("day", "year", "day_es", "year_es"):
+            if found.start(group) >= 0:
+                spans.append(found.span(group))
+    if not spans:
+        return False, text
+    known = _known_numbers()
+    hidden = set(spans)
+    elsewhere = {m.group() for m in _DIGITS.finditer(text) if m.span() not in hidden}
+    names: dict[str, str] = {}
+    pieces: list[str] = []
+    at = 0
+    for start, end in spans:
+        number = text[start:end]
+        if number in known or number in elsewhere:
+            continue
+        name = names.setdefault(number, f"\x00{len(number)}.{len(names)}\x00")
+        pieces += [text[at:start], name]
+        at = end
+    if not names:
+        return False, text
+    pieces.append(text[at:])
+    return True, "".join(pieces)
+
+
+def clear_history_cache() -> None:
+    """Forget every classification remembered (tests compare against fresh answers)."""
+    classify_history.cache_clear()
+    _by_template.clear()
+
+
 @lru_cache(maxsize=20_000)
 def classify_history(text_en: str, text_es: str = "") -> Classification:
     """Map a hist_case_status entry (completed_text_en, completed_text_es) to a canonical status.
 
     Either text may be empty. When both are read and disagree, the answer is
-    `unknown`: a person must look rather than trust one side.
+    `unknown`: a person must look rather than trust one side. Answers are
+    remembered by the texts' templates: a date in a history text makes nearly
+    every text new, though it never changes what the text says.
     """
+    key = (history_template(text_en), history_template(text_es))
+    remembered = _by_template.get(key)
+    if remembered is None:
+        found = _classify_pair(text_en, text_es)
+        if len(_by_template) >= TEMPLATE_MEMO_SIZE:
+            _by_template.clear()
+        _by_template[key] = (found, 0 if found.input == text_en else 1)
+        return found
+    found, side = remembered
+    shown = (text_en, text_es)[side]
+    return found if found.input == shown else replace(found, input=shown)
+
+
+def _classify_pair(text_en: str, text_es: str) -> Classification:
     results = [_classify_one(text) for text in (text_en, text_es) if text.strip()]
     if not results:
         return _unknown(text_en, 0.0)

@@ -68,9 +68,11 @@ class Receipt:
         if self.fiscal_year is None or self.workday is None or not 1 <= self.workday <= 366:
             return None
         day = date(self.fiscal_year - 1, 10, 1)
-        remaining = self.workday - 1
         while day.weekday() >= 5:
             day += timedelta(days=1)
+        # Five weekdays on from a weekday is the same weekday a week later.
+        weeks, remaining = divmod(self.workday - 1, 5)
+        day += timedelta(weeks=weeks)
         while remaining:
             day += timedelta(days=1)
             if day.weekday() < 5:

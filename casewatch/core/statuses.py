@@ -227,6 +227,15 @@ class StatusCatalog:
             | {word for wording in self._exact for word in wording.split()}
         )
         self._known_set = frozenset(self._known_words)
+        # Numbers that can change an answer: a text's other numbers are words nobody knows.
+        self.known_numbers = frozenset(
+            token
+            for token in self._known_set
+            | {concept for concepts, _ in self._by_concepts for concept in concepts}
+            | set(lexicon.words.values())
+            | {concept for _, concept in lexicon.phrases}
+            if token.isdigit()
+        )
         self._memo: dict[str, Classification] = {}
 
     def get(self, key: str) -> Status:

@@ -51,9 +51,13 @@ def fetch_with_retries(
 ) -> Outcome:
     """Ask once per attempt, backing everyone off on 429/503 as USCIS asks."""
     outcome: Outcome | None = None
-    for attempt in range(attempts):
+
+    def paced() -> bool:
         pacer.wait()
-        outcome = source.fetch(receipt_number)
+        return True
+
+    for attempt in range(attempts):
+        outcome = source.fetch(receipt_number, pace=paced)
         if not isinstance(outcome, RateLimited | Unavailable):
             return outcome
         wait = outcome.retry_after

@@ -10,6 +10,7 @@ again. Faults never change a status and never push a case's check far away.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Q
 
+from casewatch.bulk import insert_instances
 from casewatch.cases.history import (
     Answer,
     Recorded,
@@ -33,7 +35,7 @@ from casewatch.core.history_text import classify_history
 from casewatch.core.statuses import default_catalog
 from casewatch.monitor.models import DwellSample
 from casewatch.monitor.schedule import CaseState, Policy, calls_to_make
-from casewatch.uscis.source import CaseStatusSource, Found, NotFound, Outcome
+from casewatch.uscis.source import CaseStatusSource, Found, NotFound, NotSent, Outcome
 
 # The default lease; CASEWATCH_CLAIM_LEASE_SECONDS sets the one workers use.
 LEASE = timedelta(minutes=10)
@@ -178,7 +180,7 @@ def record_and_schedule_many(answers: Sequence[Answer], policy: Policy) -> list[
                 when, rate = _after_fault(after, answer.outcome, now), after.check_rate
             after.next_check_at, after.check_rate = when, rate
             after.claimed_until, after.claimed_by = None, ""
-        DwellSample.objects.bulk_create(samples, ignore_conflicts=True)
+        insert_instances(samples, ignore_conflicts=True)
         save_records(recorded, also=SCHEDULE_FIELDS)
     return recorded
 
@@ -301,14 +303,19 @@ def poll_due(
 ) -> PollReport:
     """One round: claim what the budget allows now, check it, record it.
 
-    `may_send` blocks until the shared limiter gives a slot (False: today's
-    quota is spent); it is asked once per request, in the claimed order, and
-    up to `fetchers` requests are in flight at once (the round's first goes
-    alone). Answers are taken in that order, noted (`on_outcome`) and recorded
-    a few dozen at a time in one transaction. A 429 or 503 backs every worker
-    off and ends the round: the answers to requests already sent are still
-    kept, unsent claims are given back. Should the round fail midway, what was
-    heard but not yet recorded is asked again when the claims run out.
+    Each request goes out from a pool thread the moment that thread has its
+    slot: `may_send` blocks until the shared limiter gives one (False: none may
+    be taken, as when today's quota is spent), so nothing can delay a request
+    between the limiter's lateness check and its sending. Slots are taken one
+    request at a time in the claimed order, a retry with a fresh token taking
+    its own; `may_send` runs on this thread's database connection, never while
+    this thread uses it. Up to `fetchers` requests are in flight at once (the
+    round's first goes alone). Answers are taken in the order asked, noted
+    (`on_outcome`) and recorded a few dozen at a time in one transaction. A 429
+    or 503 backs every worker off and ends the round: the answers to requests
+    already sent are still kept, unsent claims are given back. Should the round
+    fail midway, what was heard but not yet recorded is asked again when the
+    claims run out.
     """
     start = now()
     due_calls, early_calls = calls_to_make(
@@ -326,22 +333,34 @@ def poll_due(
         return report
     in_flight: deque[_Asked] = deque()
     heard: list[Answer] = []  # Answers taken, in the claimed order, not yet recorded.
+    unsent: list[Case] = []  # Claims dispatched whose request never went out.
+    fetchers = max(fetchers, 1)
 
     def hear(most_in_flight: int) -> None:
         """Take the answers that are in, in the order asked; wait till `most_in_flight` are left."""
         while in_flight and (len(in_flight) > most_in_flight or in_flight[0].outcome.done()):
             asked = in_flight.popleft()
-            outcome = asked.outcome.result()
-            on_outcome(outcome, asked.at)
-            heard.append(Answer(asked.case, outcome, asked.at))
-            if outcome.error in ("rate_limited", "unavailable") and not report.stopped_early:
-                back_off(getattr(outcome, "retry_after", None) or 30.0)
-                report.stopped_early = outcome.error
+            sent = asked.outcome.result()
+            if sent is None:
+                unsent.append(asked.case)
+                report.stopped_early = report.stopped_early or sender.halted
+                continue
+            at, outcome = sent
+            with sender.database:
+                on_outcome(outcome, at)
+                heard.append(Answer(asked.case, outcome, at))
+                if outcome.error in ("rate_limited", "unavailable") and not report.stopped_early:
+                    back_off(getattr(outcome, "retry_after", None) or 30.0)
+                    report.stopped_early = outcome.error
+                    sender.halt(outcome.error)
 
     def keep() -> None:
         if not heard:
             return
-        for recorded in record_and_schedule_many(heard, policy):
+        with sender.database:
+            sender.let_requests_leave()
+            kept = record_and_schedule_many(heard, policy)
+        for recorded in kept:
             report.checked += 1
             report.changes += len(recorded.events)
             report.events += [event.pk for event in recorded.events]
@@ -349,49 +368,164 @@ def poll_due(
                 report.faults += 1
         heard.clear()
 
-    sent = 0
-    with ThreadPoolExecutor(max_workers=max(fetchers, 1), thread_name_prefix="uscis") as pool:
+    dispatched = 0
+    with _Sender(source, may_send, now, fetchers) as sender:
         for case in claimed:
-            if sent == 1:
+            if dispatched == 1:
                 # The round's first request goes alone and is recorded before the next is
                 # sent, as one by one: it may have met a 429 or an outage that no further
-                # request should run into, or fetched a token and so arrived late.
+                # request should run into.
                 hear(0)
                 keep()
             else:
-                hear(max(fetchers, 1) - 1)
+                hear(fetchers - 1)
             if report.stopped_early:
                 break
             if heard and (
                 len(heard) >= RECORD_EVERY or now() - heard[0].observed_at >= RECORD_WITHIN
             ):
-                # Recording holds the interpreter for a while: let the requests in flight
-                # leave (and usually finish) first, so that none goes out late.
+                # Recording holds the interpreter and the database for a while: let the
+                # requests in flight leave (and usually finish) first.
                 wait([asked.outcome for asked in in_flight], timeout=SEND_GRACE)
                 hear(len(in_flight))
                 keep()
             if stopping():
                 report.stopped_early = "stopping"
                 break
-            if not may_send():
-                report.stopped_early = "quota"
-                break
-            checked_at = now()
-            assert case.receipt_number is not None
-            in_flight.append(
-                _Asked(case, checked_at, pool.submit(source.fetch, case.receipt_number))
-            )
-            sent += 1
+            in_flight.append(_Asked(case, sender.ask(case)))
+            dispatched += 1
+        if report.stopped_early:
+            sender.halt(report.stopped_early)
         hear(0)
     keep()
-    release(claimed[sent:])
+    release(unsent + claimed[dispatched:])
     return report
 
 
 @dataclass(frozen=True)
 class _Asked:
-    """A request sent for a claimed case, and when (its observation's time)."""
+    """A claimed case handed to a pool thread, and what came of it: when it was asked
+    (its observation's time) and the answer, or None when no request went out."""
 
     case: Case
-    at: datetime
-    outcome: Future[Outcome]
+    outcome: Future[tuple[datetime, Outcome] | None]
+
+
+class _Sender:
+    """The pool threads that send a round's requests, each the moment its slot is taken.
+
+    Slots are taken in turn (tickets in the order asked), so requests leave in the
+    claimed order and a clock that only `may_send` moves (the simulator's, the
+    tests') moves for one request at a time. A thread takes its slot on the round's
+    database connection (the shared bucket may be a row), under `database`, which
+    the round's own thread holds whenever it uses that connection: one connection,
+    one user at a time, as SQLite needs and a test's transaction allows.
+    """
+
+    def __init__(
+        self,
+        source: CaseStatusSource,
+        may_send: Callable[[], bool],
+        now: Callable[[], datetime],
+        fetchers: int,
+    ) -> None:
+        self._source = source
+        self._may_send = may_send
+        self._now = now
+        self._pool = ThreadPoolExecutor(max_workers=fetchers, thread_name_prefix="uscis")
+        self._turns = threading.Condition()
+        self._issued = 0  # tickets handed out
+        self._serving = 0  # the ticket whose turn it is
+        self.halted = ""  # why no further request may go out, once none may
+        self.database = threading.Lock()
+        self._connection = connections[DEFAULT_DB_ALIAS]
+        self._sending = 0  # requests given a slot whose answer is not in yet
+
+    def __enter__(self) -> _Sender:
+        self._connection.inc_thread_sharing()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.halt("stopping")
+        try:
+            self._pool.shutdown(wait=True)
+        finally:
+            self._connection.dec_thread_sharing()
+
+    def ask(self, case: Case) -> Future[tuple[datetime, Outcome] | None]:
+        """Send a request about `case` from a pool thread as soon as its turn and slot come."""
+        return self._pool.submit(self._send, self._ticket(), case)
+
+    def let_requests_leave(self) -> None:
+        """Wait (holding `database`, so that no slot is given meanwhile) until the requests
+        given a slot are answered, or SEND_GRACE passed: recording holds the interpreter,
+        and a request it delayed would reach USCIS late for its slot."""
+        with self._turns:
+            self._turns.wait_for(lambda: self._sending == 0, timeout=SEND_GRACE)
+
+    def halt(self, reason: str) -> None:
+        """No request that has not yet taken its slot goes out."""
+        with self._turns:
+            self.halted = self.halted or reason
+
+    def _send(self, ticket: int, case: Case) -> tuple[datetime, Outcome] | None:
+        taken: list[datetime] = []
+
+        def pace() -> bool:
+            """The source's request is about to go out: its slot (a retry takes a new turn)."""
+            moment = self._slot(ticket if not taken else self._ticket())
+            if moment is None:
+                return False
+            taken.append(moment)
+            return True
+
+        assert case.receipt_number is not None
+        try:
+            outcome = self._source.fetch(case.receipt_number, pace=pace)
+        except NotSent:
+            return None
+        finally:
+            if not taken:
+                self._pass(ticket)  # no request took this turn (refused, or no token)
+            with self._turns:
+                self._sending -= len(taken)
+                self._turns.notify_all()
+        if outcome.error in ("rate_limited", "unavailable"):
+            self.halt(outcome.error)  # the round's thread backs everyone off when it hears it
+        return (taken[0] if taken else self._now()), outcome
+
+    def _ticket(self) -> int:
+        with self._turns:
+            self._issued += 1
+            return self._issued - 1
+
+    def _slot(self, ticket: int) -> datetime | None:
+        """Wait for this ticket's turn, then for a slot; the moment it came, or None."""
+        with self._turns:
+            self._turns.wait_for(lambda: self._serving == ticket)
+        granted = False
+        try:
+            if self.halted:
+                return None
+            connections[DEFAULT_DB_ALIAS] = self._connection
+            with self.database:
+                allowed = self._may_send()
+            if not allowed:
+                self.halt("quota")
+                return None
+            granted = True
+            return self._now()
+        finally:
+            with self._turns:
+                self._serving += 1
+                self._sending += granted
+                self._turns.notify_all()
+
+    def _pass(self, ticket: int) -> None:
+        """Let a ticket's turn go by unused, so that the tickets after it are served."""
+        with self._turns:
+            self._turns.wait_for(lambda: self._serving >= ticket)
+            if self._serving == ticket:
+                self._serving += 1
+                self._turns.notify_all()

@@ -23,8 +23,10 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 from casewatch.cases.models import Case
 from casewatch.cases.reminders import remind_pending_receipts
 from casewatch.config import claim_lease_seconds, monitor_settings, uscis_settings
+from casewatch.core.history_text import default_phrasebook
+from casewatch.core.statuses import default_catalog
 from casewatch.monitor.checks import PollReport, poll_due, state_of, watched_cases
-from casewatch.monitor.health import FAILURES, circuit_allows, note_outcome
+from casewatch.monitor.health import FAILURES, READABLE, circuit_allows, note_outcome
 from casewatch.monitor.limiter import Quota, acquire, shared_quota
 from casewatch.monitor.schedule import AdaptivePolicy, Budget
 from casewatch.uscis.connect import official_client
@@ -34,6 +36,8 @@ ROUND_SECONDS = 50.0
 IDLE_SECONDS = 2.0
 BATCH = 100
 RELEARN_EVERY = timedelta(minutes=10)
+# Successful reads in a row are noted for the circuit breaker at most this often.
+NOTE_READS_EVERY = timedelta(seconds=1)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 _open = ExitStack()
@@ -60,6 +64,9 @@ def current_policy(now: datetime) -> AdaptivePolicy:
     global _policy, _learned_at
     if _policy is None:
         _policy = AdaptivePolicy(current_budget())
+        # What every answer is read with, loaded as the worker starts, not by its first checks.
+        default_catalog()
+        default_phrasebook()
     if _learned_at is None or now - _learned_at >= RELEARN_EVERY:
         caseload = [state_of(case) for case in Case.objects.filter(watched_cases())]
         _policy.refresh(now, caseload)
@@ -89,6 +96,10 @@ def quota() -> Quota:
 
 def _note(outcome: Outcome, at: datetime) -> None:
     note_outcome(outcome.error, at, message=getattr(outcome, "message", ""))
+
+
+def _note_read(at: datetime) -> None:
+    note_outcome(None, at)
 
 
 def poll_once(
@@ -126,10 +137,27 @@ def poll_once(
             return False
         return True
 
+    unnoted: datetime | None = None  # the latest read not yet noted
+    noted_at: datetime | None = None  # when a read was last noted
+
     def noted(outcome: Outcome, at: datetime) -> None:
-        nonlocal failed
-        _note(outcome, at)
+        """Tell the circuit breaker; reads in a row are noted about once a second.
+
+        A read after reads only moves `last_success_at` on, so the latest one of
+        a run stands for all of it; the first read of a batch (it may end an outage)
+        and every other outcome are noted at once, after the reads before them.
+        """
+        nonlocal failed, unnoted, noted_at
         failed = failed or outcome.error in FAILURES
+        if outcome.error in READABLE and noted_at is not None and at - noted_at < NOTE_READS_EVERY:
+            unnoted = at if unnoted is None else max(unnoted, at)
+            return
+        if unnoted is not None:
+            _note_read(unnoted)
+            unnoted = None
+        _note(outcome, at)
+        if outcome.error in READABLE:
+            noted_at = at
 
     report = poll_due(
         source,
@@ -144,6 +172,8 @@ def poll_once(
         limit=BATCH,
         worker=WORKER,
     )
+    if unnoted is not None:
+        _note_read(unnoted)
     if lease_ran_out and report.stopped_early == "quota":
         report.stopped_early = "lease"
     return report
@@ -167,16 +197,43 @@ def _poll_round() -> int:
         left = ROUND_SECONDS - (time.monotonic() - started)
         if left <= 0:
             break
+        held = bucket.blocked_until() - bucket.clock()
+        if held > 0:
+            # USCIS asked every worker to wait (a 429 or 503, Retry-After): go on the
+            # moment the wait is over, in this round if it ends first, else in a poll
+            # scheduled for then rather than at the next minute's round.
+            if held >= left:
+                resume_after(held, bucket.blocked_until())
+                break
+            stopping.wait(held)
+            continue
         if not circuit_allows(timezone.now()):
             stopping.wait(min(IDLE_SECONDS, left))
             continue
         report = poll_once(source, bucket)
         checked += report.checked
-        if report.stopped_early in ("rate_limited", "unavailable", "quota"):
-            break
+        if report.stopped_early == "quota":
+            break  # today's quota is spent (or the claims ran out): the next round claims afresh
+        if report.stopped_early in ("rate_limited", "unavailable"):
+            continue  # backed off: the wait is taken above
         if report.checked == 0:
             stopping.wait(min(IDLE_SECONDS, left))  # nothing may be checked yet: look again soon
     return checked
+
+
+# The moment (epoch seconds on the quota's clock) the last resuming poll was scheduled for.
+_resume_at = 0.0
+_resume_lock = threading.Lock()
+
+
+def resume_after(seconds: float, until: float) -> None:
+    """Schedule a poll for when a back-off ending at `until` is over, once per back-off."""
+    global _resume_at
+    with _resume_lock:
+        if until <= _resume_at:
+            return  # a poll is already due when this back-off ends (or later)
+        _resume_at = until
+    poll_now.schedule(delay=max(seconds, 0.0))
 
 
 @db_periodic_task(crontab(minute="*"))
@@ -186,7 +243,8 @@ def poll_due_cases() -> int:
 
 @db_task()
 def poll_now() -> int:
-    """Run at worker start-up so that new cases are read at once, not at the next minute."""
+    """Run at worker start-up so that new cases are read at once, not at the next minute,
+    and when a back-off ends (`resume_after`)."""
     return poll_round()
 
 

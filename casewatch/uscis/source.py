@@ -7,11 +7,18 @@ can only record a change from `Found`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal, Protocol
 
 SourceName = Literal["uscis", "sandbox"]
+# Blocks until the caller's rate limit lets one more request go; False: none may go.
+Pace = Callable[[], bool]
+
+
+class NotSent(Exception):
+    """`fetch` asked `pace` for its first request and was refused: nothing was asked."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +111,15 @@ Fault = NotFound | Invalid | RateLimited | Unavailable | AuthFailed | Malformed
 class CaseStatusSource(Protocol):
     """Anything that can tell the status of one receipt number."""
 
-    def fetch(self, receipt_number: str) -> Outcome:
-        """Ask about one normalized, valid receipt number."""
+    def fetch(self, receipt_number: str, *, pace: Pace | None = None) -> Outcome:
+        """Ask about one normalized, valid receipt number.
+
+        Each request the source sends for this answer (the lookup, a retry with a
+        fresh token) waits for `pace` right before it goes out, after anything
+        else it needs (a token); without `pace` the caller paces the lookup. When
+        `pace` refuses the first request, `NotSent` is raised; a refused retry
+        leaves the answer already had.
+        """
         ...
 
     def close(self) -> None: ...

@@ -35,12 +35,14 @@ from casewatch.uscis.sandbox.faults import (
     FaultPlan,
     error_body,
 )
+from casewatch.uscis.sandbox.server import ARRIVED_AT_KEY, ARRIVED_KEY
 from casewatch.uscis.sandbox.world import (
     ERROR_SERIALS,
     Refusal,
     SandboxCase,
     SyntheticWorld,
     TraceWorld,
+    path_book,
     seeded_random,
 )
 
@@ -169,6 +171,11 @@ class SandboxApp:
                 Rule("/health", endpoint="about", methods=["GET"]),
             ]
         )
+        # The data every answer is made from, loaded now rather than by the first requests
+        # (which would each load it at once, in their threads).
+        default_catalog()
+        texts.texts()
+        path_book()
 
     def revoke_tokens(self) -> None:
         """Forget every token issued, as USCIS does when they expire."""
@@ -178,7 +185,7 @@ class SandboxApp:
     # -- WSGI ------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        arrived = time.time()
+        arrived = environ.get(ARRIVED_AT_KEY) or time.time()
         endpoint: str = ""
         args: Mapping[str, Any] = {}
         try:
@@ -300,7 +307,7 @@ class SandboxApp:
         closed = self._closed_for(now)
         if closed is not None:
             return closed
-        limited = self._limit()
+        limited = self._limit(request.environ.get(ARRIVED_KEY))
         if limited is not None:
             with self._lock:
                 self.counters.rejected_429 += 1
@@ -349,15 +356,20 @@ class SandboxApp:
     def _real_seconds(self, virtual_seconds: float) -> float:
         return virtual_seconds / float(getattr(self.clock, "speed", 1.0))
 
-    def _limit(self) -> Response | None:
-        """Spike arrest, then the daily quota; only accepted requests count."""
+    def _limit(self, arrived: float | None = None) -> Response | None:
+        """Spike arrest, then the daily quota; only accepted requests count.
+
+        Requests are spaced by their arrival (`arrived`, time.monotonic(), when the
+        server says), not by when a thread got to them: a busy sandbox must not
+        refuse requests that came apart.
+        """
         with self._lock:
-            now = time.monotonic()
+            now = time.monotonic() if arrived is None else arrived
             rate = self.limits.rate
             if (
                 rate
                 and self._last_accepted is not None
-                and now - self._last_accepted < 1.0 / rate - SPIKE_TOLERANCE
+                and abs(now - self._last_accepted) < 1.0 / rate - SPIKE_TOLERANCE
             ):
                 return self._json(
                     429,
@@ -381,7 +393,8 @@ class SandboxApp:
                         {"Retry-After": str(math.ceil(wait))},
                     )
                 self._quota_used += 1
-            self._last_accepted = now
+            last = self._last_accepted
+            self._last_accepted = now if last is None else max(now, last)
         return None
 
     def _refusal(self, refusal: Refusal) -> Response:
