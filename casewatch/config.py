@@ -115,6 +115,7 @@ def ensure_data_dir() -> Path:
             "secret_key": lambda: secrets.token_urlsafe(50),
             "fernet.keys": lambda: Fernet.generate_key().decode() + "\n",
             "audit.key": lambda: secrets.token_hex(32),
+            "name_index.key": lambda: secrets.token_hex(32),
         }
         for name, make in makers.items():
             path = keys / name
@@ -140,6 +141,12 @@ def fernet_keys() -> list[str]:
 def audit_key() -> bytes:
     """The HMAC key of the audit chain: without it no one can forge a valid entry."""
     text = (ensure_data_dir() / "keys" / "audit.key").read_text(encoding="utf-8").strip()
+    return text.encode("ascii")
+
+
+def name_index_key() -> bytes:
+    """The HMAC key of the blind index of client names: without it a token names no one."""
+    text = (ensure_data_dir() / "keys" / "name_index.key").read_text(encoding="utf-8").strip()
     return text.encode("ascii")
 
 

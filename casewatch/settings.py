@@ -110,6 +110,8 @@ else:
 STATIC_URL = "static/"
 # Served straight from the package by WhiteNoise's finders: no collectstatic step.
 STATIC_ROOT = None
+# casewatch/static is the project's own folder, not an app's: name it for the finders.
+STATICFILES_DIRS = [Path(__file__).resolve().parent / "static"]
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = False
 

@@ -4,7 +4,19 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from casewatch.web import account, team, views
+from casewatch.web import (
+    account,
+    calendar_feed,
+    case_list,
+    case_page,
+    dashboard,
+    deadlines,
+    insights,
+    intake,
+    status_check,
+    team,
+    views,
+)
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -14,6 +26,10 @@ def health(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("", views.home, name="home"),
     path("welcome/", views.welcome, name="welcome"),
+    path("dashboard/seen/", dashboard.mark_seen, name="dashboard-seen"),
+    path("changes/<int:pk>/acknowledge/", dashboard.acknowledge, name="change-acknowledge"),
+    path("changes/<int:pk>/assign/", dashboard.assign, name="change-assign"),
+    path("changes/<int:pk>/comment/", dashboard.comment, name="change-comment"),
     path("login/", account.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("language/", account.switch_language, name="language"),
@@ -42,7 +58,30 @@ urlpatterns = [
         team.withdraw_invitation,
         name="team-withdraw",
     ),
-    path("cases/", views.case_list, name="case-list"),
-    path("cases/<int:pk>/", views.case_detail, name="case-detail"),
+    path("cases/", case_list.case_list, name="case-list"),
+    path("cases/views/", case_list.save_view, name="case-view-save"),
+    path("cases/views/<int:pk>/delete/", case_list.delete_view, name="case-view-delete"),
+    path("cases/<int:pk>/", case_page.case_detail, name="case-detail"),
+    path("cases/<int:pk>/edit/", case_page.edit_case, name="case-edit"),
+    path("cases/<int:pk>/notes/", case_page.add_note, name="case-note"),
+    path("cases/<int:pk>/archive/", case_page.archive_case, name="case-archive"),
+    path("deadlines/", deadlines.deadline_list, name="deadline-list"),
+    path("deadlines/<int:pk>/", deadlines.deadline_detail, name="deadline-detail"),
+    path("deadlines/<int:pk>/done/", deadlines.mark_done, name="deadline-done"),
+    path("deadlines/<int:pk>/reopen/", deadlines.mark_open, name="deadline-reopen"),
+    path("deadlines/<int:pk>/computed-date/", deadlines.computed_date, name="deadline-computed"),
+    path("deadlines/calendar/", calendar_feed.calendar_link, name="calendar-link"),
+    path("calendar/<str:token>.ics", calendar_feed.feed, name="calendar-feed"),
+    path("insights/", insights.insights, name="insights"),
+    path("intake/", intake.intake_home, name="intake"),
+    path("intake/case/", intake.add_one_case, name="intake-case"),
+    path("intake/import/", intake.import_upload, name="intake-import"),
+    path("intake/import/<str:token>/", intake.import_review, name="intake-import-review"),
+    path("intake/import/<str:token>/commit/", intake.import_commit, name="intake-import-commit"),
+    path("intake/import/<str:token>/done/", intake.import_done, name="intake-import-done"),
+    path("intake/import/<str:token>/delete/", intake.import_discard, name="intake-import-delete"),
+    path("intake/receipts/", intake.paste_receipts, name="intake-receipts"),
+    path("intake/check/", status_check.status_check, name="status-check"),
+    path("intake/check/<str:token>.csv", status_check.status_check_csv, name="status-check-csv"),
     path("health", health, name="health"),
 ]

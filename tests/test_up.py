@@ -55,7 +55,9 @@ def test_up_serves_a_login_form_and_tracks_an_imported_caseload(tmp_path) -> Non
             refused = _log_in(client, url, username, "not-the-password")
             assert "do not match" in refused.text
 
-            cases = _log_in(client, url, username, password)
+            dashboard = _log_in(client, url, username, password)
+            assert "Changes since you last looked" in dashboard.text
+            cases = client.get(url + "cases/")
             assert "EAC9999103403" in cases.text and "Fakey McTestface" in cases.text
 
             deadline = time.monotonic() + 60

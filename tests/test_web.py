@@ -124,7 +124,7 @@ def test_after_logging_in_an_empty_firm_is_told_how_to_add_its_first_cases(firm:
     text = page.content.decode()
     assert "Add your first cases" in text
     assert "casewatch import caseload.xlsx --dry-run" in text
-    assert "are not built yet" in text  # says plainly what the web page cannot do yet
+    assert 'href="/intake/import/"' in text  # and points at the import from the web page
     assert 'href="/team/"' in text  # an admin is pointed at inviting colleagues
     assert "How to add your first cases" in browser.get("/cases/").content.decode()
 
@@ -137,7 +137,14 @@ def test_front_desk_in_an_empty_firm_is_told_who_brings_the_cases_in(firm: Firm)
     assert "casewatch import" not in text
 
 
-def test_a_firm_with_cases_lands_on_the_case_list(browser: Browser, firm: Firm) -> None:
+def test_a_firm_with_cases_lands_on_the_dashboard(browser: Browser, firm: Firm) -> None:
     _rfe_case(firm)
-    page = browser.get("/", follow=True)
-    assert page.redirect_chain[-1][0] == "/cases/"
+    page = browser.get("/")
+    assert page.status_code == 200 and "Changes since you last looked" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_stylesheets_are_served_from_the_package() -> None:
+    response = Browser().get("/static/casewatch/app.css")
+    assert response.status_code == 200
+    assert b"{" in b"".join(response.streaming_content)  # type: ignore[attr-defined]

@@ -17,6 +17,13 @@ class Action(StrEnum):
     VIEW_CASES = "view_cases"
     CHANGE_CASES = "change_cases"
     MANAGE_TEAM = "manage_team"
+    VIEW_AUDIT = "view_audit"
+    # A secret calendar link that copies deadlines into an outside calendar.
+    CALENDAR_FEED = "calendar_feed"
+    # Asking USCIS about any receipts now: spends the firm's daily USCIS budget.
+    CHECK_STATUS = "check_status"
+    # Acknowledging a change of status, assigning it to someone, commenting on it.
+    FOLLOW_UP_CHANGES = "follow_up_changes"
     # A person's own settings (their language): not the firm's data.
     OWN_SETTINGS = "own_settings"
 
@@ -28,6 +35,10 @@ ALLOWED: Mapping[Action, frozenset[Role]] = {
     Action.VIEW_CASES: EVERYONE,
     Action.CHANGE_CASES: CASE_WORKERS,
     Action.MANAGE_TEAM: frozenset({Role.ADMIN}),
+    Action.VIEW_AUDIT: frozenset({Role.ADMIN, Role.ATTORNEY}),
+    Action.CALENDAR_FEED: CASE_WORKERS,
+    Action.CHECK_STATUS: CASE_WORKERS,
+    Action.FOLLOW_UP_CHANGES: CASE_WORKERS,
     Action.OWN_SETTINGS: EVERYONE,
 }
 

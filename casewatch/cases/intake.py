@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from casewatch.accounts.models import Firm, Membership, Role
@@ -24,6 +24,7 @@ from casewatch.audit.chain import PendingEntry, record_many
 from casewatch.audit.chain import record as audit
 from casewatch.bulk import insert_records
 from casewatch.cases.models import Case, Client, ImportRun
+from casewatch.cases.name_index import index_names
 from casewatch.cases.sheet import RowResult, Sheet, validate_sheet
 
 # SQLite allows a limited number of query parameters; look rows up in slices.
@@ -42,6 +43,8 @@ class ImportSummary:
     errors: list[dict[str, Any]] = field(default_factory=list)
     staff_added: list[str] = field(default_factory=list)
     dry_run: bool = False
+    # Every row as validated, for a caller that shows rows (the web import); not in the JSON.
+    results: list[RowResult] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,7 +73,7 @@ def import_sheet(
     now: datetime | None = None,
 ) -> ImportSummary:
     results = validate_sheet(sheet)
-    summary = ImportSummary(rows=len(results), dry_run=dry_run)
+    summary = ImportSummary(rows=len(results), dry_run=dry_run, results=results)
     for result in results:
         summary.errors.extend(error.as_dict() for error in result.errors)
     summary.rejected = sum(1 for r in results if r.receipt_number is None and r.rejected)
@@ -84,6 +87,71 @@ def import_sheet(
         pass
     summary.errors.sort(key=lambda e: (e["row"], e["column"] or ""))
     return summary
+
+
+class DuplicateCase(Exception):
+    """The firm already tracks this receipt; nothing was added."""
+
+    def __init__(self, case: Case) -> None:
+        super().__init__(f"receipt {case.receipt_number} is already case {case.pk}")
+        self.case = case
+
+
+def add_case(
+    firm: Firm,
+    row: RowResult,
+    *,
+    attorney: User | None = None,
+    paralegal: User | None = None,
+    actor: str,
+    now: datetime | None = None,
+) -> Case:
+    """One case typed in by hand (the web form), written by the import's rules.
+
+    `row` comes from `sheet.validate_row`, cleaned as a sheet's row is, its receipt
+    possibly still pending (None). The client is matched by the firm's client id as
+    an import matches it; the attorney and paralegal are members the caller chose.
+    A receipt the firm already tracks raises DuplicateCase: one receipt, one case.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        if row.receipt_number is not None:
+            existing = Case.objects.filter(firm=firm, receipt_number=row.receipt_number).first()
+            if existing is not None:
+                raise DuplicateCase(existing)
+        clients = _Clients(firm, [row.client_id] if row.client_id else [])
+        client = clients.for_row(row)
+        clients.save_new()
+        if isinstance(client, Client):
+            clients.save_changed(client.pk)
+        clients.index_names()
+        try:
+            with transaction.atomic():
+                case = Case.objects.create(
+                    firm=firm,
+                    receipt_number=row.receipt_number,
+                    form_type=row.form_type,
+                    client_id=None if client is None else _client_pk(client),
+                    attorney=attorney,
+                    paralegal=paralegal,
+                    tags=list(row.tags),
+                    notes=row.notes,
+                    next_check_at=now,
+                )
+        except IntegrityError:  # the same receipt added a moment ago by someone else
+            raise DuplicateCase(
+                Case.objects.get(firm=firm, receipt_number=row.receipt_number)
+            ) from None
+        audit(
+            "case.created",
+            object_type="case",
+            object_id=case.pk,
+            firm_id=firm.pk,
+            actor=actor,
+            details=case_details(case),
+            at=now,
+        )
+    return case
 
 
 def _write(
@@ -124,6 +192,7 @@ def _write(
             case.client_id = _client_pk(pending)
         clients.save_changed(case.client_id)
         case.save()
+    clients.index_names()
     summary.updated = len(changes)
     summary.staff_added = staff.added
 
@@ -146,7 +215,7 @@ def _write(
             object_id=str(case.pk),
             firm_id=firm.pk,
             actor=actor,
-            details={**_case_details(case), "changed": changed},
+            details={**case_details(case), "changed": changed},
             at=now,
         )
         for case, changed in changes
@@ -191,7 +260,7 @@ def _client_pk(client: ClientRef) -> int:
 
 
 def _record_details(record: dict[str, Any]) -> dict[str, Any]:
-    """The audit details of a case created from a record, as `_case_details` gives them."""
+    """The audit details of a case created from a record, as `case_details` gives them."""
     return {
         "receipt_number": record["receipt_number"],
         "form_type": record.get("form_type", ""),
@@ -204,7 +273,7 @@ def _record_details(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _case_details(case: Case) -> dict[str, Any]:
+def case_details(case: Case) -> dict[str, Any]:
     """What the audit keeps of a case: never the client's name, e-mail, phone or notes."""
     return {
         "receipt_number": case.receipt_number,
@@ -310,6 +379,7 @@ class _Clients:
         self.by_identity: dict[tuple[str, str, str], ClientRef] = {}
         self.new: list[dict[str, Any]] = []
         self.changed: dict[int, Client] = {}
+        self.renamed: dict[int, Client] = {}
 
     def for_row(self, row: RowResult) -> ClientRef | None:
         if row.client_id:
@@ -356,10 +426,18 @@ class _Clients:
         if new_language:
             client.language = new_language
         self.changed[client.pk] = client
+        if "name" in added:
+            self.renamed[client.pk] = client
         return True
 
     def save_new(self) -> None:
         insert_records(Client, self.new)
+
+    def index_names(self) -> None:
+        """The blind-index tokens of every name this import wrote, in its transaction."""
+        new = {record["id"]: record["personal"].get("name", "") for record in self.new}
+        index_names(self.firm.pk, new, replace=False)
+        index_names(self.firm.pk, {pk: client.name for pk, client in self.renamed.items()})
 
     def save_changed(self, client_id: int | None) -> None:
         client = self.changed.pop(client_id, None) if client_id is not None else None

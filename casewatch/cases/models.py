@@ -114,6 +114,20 @@ class Case(models.Model):
             models.Index(fields=["firm", "category"]),
             models.Index(fields=["firm", "archived_at", "status_since"]),
             models.Index(fields=["firm", "receipt_number"]),
+            # The case list: each filter, then the status date it is sorted by, so that a
+            # page and its count come from an index however many cases the firm has.
+            *(
+                models.Index(
+                    fields=["firm", "archived_at", column, "status_since"],
+                    name=f"case_list_{column}",
+                )
+                for column in ("category", "urgency", "attorney", "form_type")
+            ),
+            models.Index(fields=["firm", "status_since"], name="case_list_all"),
+            # Receipts pending (newest first) and receipts looked up (in receipt order).
+            models.Index(
+                fields=["firm", "archived_at", "receipt_number"], name="case_list_receipt"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -201,6 +215,12 @@ class StatusEvent(models.Model):
             models.Index(fields=["case", "observed_at"]),
             models.Index(fields=["routed_at", "observed_at"]),
             models.Index(fields=["firm", "observed_at"]),
+            # The dashboard's changes, their order and their count, read from the index
+            # alone: what a change is, not the row, decides where it goes.
+            models.Index(
+                fields=["firm", "observed_at", "initial", "urgency", "category", "id"],
+                name="dashboard_changes",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -247,7 +267,21 @@ class Deadline(models.Model):
     firm_due_set_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["firm", "due_on"])]
+        indexes = [
+            models.Index(fields=["firm", "due_on"]),
+            # The dashboard's upcoming deadlines: open ones by casewatch's date and by the
+            # firm's, so that years of completed deadlines are never walked through.
+            models.Index(
+                fields=["firm", "due_on"],
+                condition=models.Q(completed_at__isnull=True),
+                name="deadline_open_due",
+            ),
+            models.Index(
+                fields=["firm", "firm_due_on"],
+                condition=models.Q(completed_at__isnull=True, firm_due_on__isnull=False),
+                name="deadline_open_firm_due",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} on {self.due_on:%Y-%m-%d} (case {self.case_id})"

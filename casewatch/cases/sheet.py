@@ -15,6 +15,7 @@ import csv
 import functools
 import gc
 import io
+import itertools
 import re
 import unicodedata
 import zipfile
@@ -28,7 +29,7 @@ import email_validator
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from casewatch.core.receipts import InvalidReceipt, is_valid_receipt, parse_receipt
+from casewatch.core.receipts import InvalidReceipt, Receipt, is_valid_receipt, parse_receipt
 
 # The canonical columns of cli.md, in the order reports list them.
 COLUMNS = (
@@ -53,6 +54,9 @@ MAX_CLIENT_ID = 100
 
 # Parts of a name split over several columns, combined into client_name in this order.
 _NAME_PARTS = ("given_name", "middle_name", "family_name", "second_family_name")
+
+# What a column of a file may be mapped to (the web import lets a person choose).
+TARGETS = (*COLUMNS, *_NAME_PARTS)
 
 
 def _listed(text: str, separator: str | None = ",") -> tuple[str, ...]:
@@ -247,6 +251,10 @@ class SheetError(Exception):
     """The whole file cannot be used; the message says what was wrong and what was found."""
 
 
+class NoReceiptColumn(SheetError):
+    """No header names a receipt column; a person may still say which column holds them."""
+
+
 @dataclass(frozen=True, slots=True)
 class RawRow:
     """One data row as found: cell text by canonical column, whitespace trimmed.
@@ -270,6 +278,9 @@ class Sheet:
     rows: list[RawRow]
     kind: str = "csv"  # "csv" or "xlsx"
     header_line: int = 1
+    # The header row as found, and which of its positions feeds which of TARGETS.
+    headers: tuple[str, ...] = ()
+    mapping: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,10 +338,14 @@ def read_sheet(path: Path) -> Sheet:
     return read_sheet_bytes(data, path.name)
 
 
-def read_sheet_bytes(data: bytes, name: str) -> Sheet:
-    """Read an uploaded file; the content decides CSV or XLSX, `name` only words messages."""
+def read_sheet_bytes(data: bytes, name: str, *, mapping: Mapping[int, str] | None = None) -> Sheet:
+    """Read an uploaded file; the content decides CSV or XLSX, `name` only words messages.
+
+    `mapping` (header position → one of TARGETS) replaces the guess from the headers;
+    with it, a file whose headers name no receipt column is read from its first row.
+    """
     if data.startswith(_ZIP_MAGIC):
-        return _read_xlsx(data)
+        return _read_xlsx(data, mapping)
     for magic, why in _NOT_A_SHEET.items():
         if data.startswith(magic):
             raise SheetError(f"this is not a CSV file or an Excel .xlsx workbook: {why}")
@@ -342,7 +357,7 @@ def read_sheet_bytes(data: bytes, name: str) -> Sheet:
         if name.lower().endswith((".xlsx", ".xlsm")):
             hint = " (its name ends in .xlsx but it is not a readable workbook: damaged?)"
         raise SheetError(f"this does not look like a CSV file or an Excel workbook{hint}")
-    return _read_csv(text)
+    return _read_csv(text, mapping)
 
 
 def _decode(data: bytes) -> str:
@@ -371,8 +386,8 @@ def _looks_binary(text: str) -> bool:
     return controls * 50 > len(sample)
 
 
-def _read_csv(text: str) -> Sheet:
-    return _build_sheet(_numbered_csv_rows(text, _sniff_delimiter(text)), "csv")
+def _read_csv(text: str, mapping: Mapping[int, str] | None = None) -> Sheet:
+    return _build_sheet(_numbered_csv_rows(text, _sniff_delimiter(text)), "csv", mapping)
 
 
 def _numbered_csv_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
@@ -417,7 +432,7 @@ def _sniff_delimiter(text: str) -> str:
     return sniffed or ","
 
 
-def _read_xlsx(data: bytes) -> Sheet:
+def _read_xlsx(data: bytes, mapping: Mapping[int, str] | None = None) -> Sheet:
     """The first worksheet, read streaming; cell values rendered as a person would type them."""
     from openpyxl import load_workbook
 
@@ -436,7 +451,7 @@ def _read_xlsx(data: bytes) -> Sheet:
             for number, values in enumerate(sheet.iter_rows(values_only=True), start=1)
         )
         try:
-            return _build_sheet(rows, "xlsx")
+            return _build_sheet(rows, "xlsx", mapping)
         except SheetError as exc:
             if len(sheets) > 1:
                 raise SheetError(
@@ -551,62 +566,82 @@ class _Layout:
     name_positions: list[int]
     ignored: list[str]
     width: int
+    mapping: dict[int, str]
 
 
-def _layout(header: list[str]) -> _Layout:
+def _layout(header: list[str], chosen: Mapping[int, str] | None = None) -> _Layout:
+    """Which column feeds what: guessed from the header's words, or as `chosen` says."""
     found: dict[str, tuple[int, str]] = {}
     ignored: list[tuple[int, str]] = []
     for position, cell in enumerate(header):
         text = cell.strip()
-        if not text:
+        if chosen is not None:
+            canonical = chosen.get(position)
+            text = text or f"column {position + 1}"
+        elif text:
+            canonical = _canonical(text)
+        else:
             continue
-        canonical = _canonical(text)
-        if canonical is None or canonical in found:
-            ignored.append((position, text))
+        if canonical is None or canonical not in TARGETS or canonical in found:
+            if cell.strip():
+                ignored.append((position, text))
         else:
             found[canonical] = (position, text)
     # "Nombre" next to "Apellido" is a given name; next to "First Name" it is a full name.
-    given_in_name = "family_name" in found and "given_name" not in found
-    parts = [found.pop(part) for part in _NAME_PARTS if part in found]
+    given_in_name = chosen is None and "family_name" in found and "given_name" not in found
+    parts = [(part, found.pop(part)) for part in _NAME_PARTS if part in found]
     if parts and "client_name" in found:
         if given_in_name:
-            parts.insert(0, found.pop("client_name"))
+            parts.insert(0, ("given_name", found.pop("client_name")))
         else:
-            ignored.extend(parts)  # a full-name column wins over its parts
+            ignored.extend(spot for _, spot in parts)  # a full-name column wins over its parts
             parts = []
     columns = {canonical: text for canonical, (_, text) in found.items()}
     if parts:
-        columns["client_name"] = " + ".join(text for _, text in parts)
+        columns["client_name"] = " + ".join(text for _, (_, text) in parts)
+    mapping = {position: canonical for canonical, (position, _) in found.items()}
+    mapping.update((position, part) for part, (position, _) in parts)
     return _Layout(
         columns=columns,
         positions=[(position, canonical) for canonical, (position, _) in found.items()],
-        name_positions=[position for position, _ in parts],
+        name_positions=[position for _, (position, _) in parts],
         ignored=[text for _, text in sorted(ignored)],
         width=len(header),
+        mapping=dict(sorted(mapping.items())),
     )
 
 
-def _build_sheet(rows: Iterator[tuple[int, list[str]]], kind: str) -> Sheet:
-    """Find the header (tolerating a few title lines above it), then collect the data rows."""
-    first: list[str] | None = None
+def _build_sheet(
+    rows: Iterator[tuple[int, list[str]]], kind: str, mapping: Mapping[int, str] | None = None
+) -> Sheet:
+    """Find the header (tolerating a few title lines above it), then collect the data rows.
+
+    With a `mapping` the header is found the same way, and where no header names a
+    receipt column, the first non-empty row is the header.
+    """
+    skipped: list[tuple[int, list[str]]] = []  # non-empty rows above the header, in order
     layout: _Layout | None = None
+    header: list[str] = []
     header_line = 0
-    seen = 0
     for line, cells in rows:
         if not "".join(cells).strip():
             continue
-        first = first or cells
         candidate = _layout(cells)
         if "receipt_number" in candidate.columns:
-            layout, header_line = candidate, line
+            layout, header, header_line = candidate, cells, line
             break
-        seen += 1
-        if seen >= _MAX_PREAMBLE_ROWS:
+        skipped.append((line, cells))
+        if len(skipped) >= _MAX_PREAMBLE_ROWS:
             break
-    if first is None:
+    if layout is None and not skipped:
         raise SheetError("the file is empty" if kind == "csv" else "the first worksheet is empty")
+    if layout is None and mapping is None:
+        raise NoReceiptColumn(_no_receipt_column(skipped[0][1]))
     if layout is None:
-        raise SheetError(_no_receipt_column(first))
+        (header_line, header), rows = skipped[0], itertools.chain(skipped[1:], rows)
+    if mapping is not None:
+        layout = _layout(header, mapping)
+    assert layout is not None
 
     data: list[RawRow] = []
     positions, name_positions, width = layout.positions, layout.name_positions, layout.width
@@ -629,6 +664,8 @@ def _build_sheet(rows: Iterator[tuple[int, list[str]]], kind: str) -> Sheet:
         rows=data,
         kind=kind,
         header_line=header_line,
+        headers=tuple(cell.strip() for cell in header),
+        mapping=layout.mapping,
     )
 
 
@@ -715,22 +752,29 @@ def _details(result: RowResult) -> tuple[object, ...]:
     )
 
 
-def validate_row(raw: RawRow) -> RowResult:
-    """Clean one row; a bad optional field is reported and dropped, never the row."""
+def validate_row(raw: RawRow, *, receipt_required: bool = True) -> RowResult:
+    """Clean one row; a bad optional field is reported and dropped, never the row.
+
+    `receipt_required=False` (one case added by hand, its receipt still pending): a
+    row without a receipt is kept, with `receipt_number` None and `rejected` False.
+    """
     values = raw.values
     found = values.get("receipt_number", "")
+    receipt: Receipt | None = None
     if not found or _is_placeholder(found):
-        error = RowError(raw.line, "receipt_number", found, "no receipt number; row skipped")
-        return RowResult(raw.line, None, rejected=True, errors=[error])
-    try:
-        receipt = parse_receipt(found)
-    except InvalidReceipt as exc:
-        error = RowError(raw.line, "receipt_number", found, f"{exc}; row skipped")
-        return RowResult(raw.line, None, rejected=True, errors=[error])
+        if receipt_required:
+            error = RowError(raw.line, "receipt_number", found, "no receipt number; row skipped")
+            return RowResult(raw.line, None, rejected=True, errors=[error])
+    else:
+        try:
+            receipt = parse_receipt(found)
+        except InvalidReceipt as exc:
+            error = RowError(raw.line, "receipt_number", found, f"{exc}; row skipped")
+            return RowResult(raw.line, None, rejected=True, errors=[error])
 
     line = raw.line
     errors: list[RowError] = []
-    for warning in receipt.warnings:
+    for warning in receipt.warnings if receipt is not None else ():
         errors.append(RowError(line, "receipt_number", found, f"{warning}; the case is tracked"))
     cleaned: dict[str, str] = {}  # canonical column → value, named as RowResult's fields
     problem: str | None
@@ -764,7 +808,7 @@ def validate_row(raw: RawRow) -> RowResult:
     tags = values.get("tags")
     return RowResult(
         line,
-        receipt.number,
+        receipt.number if receipt is not None else None,
         rejected=False,
         tags=list(_tags(tags)) if tags else [],
         errors=errors,

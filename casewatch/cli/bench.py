@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from casewatch.cli import bench_monitor
+from casewatch.cli import bench_monitor, bench_web
 from casewatch.cli.output import print_json
 from casewatch.config import ConfigError
 
@@ -60,6 +60,7 @@ def register(commands: Any) -> None:
     quota.add_argument("--seconds", type=float, default=10.0, metavar="S")
     quota.add_argument("--json", action="store_true")
     quota.set_defaults(run=bench_monitor.run_quota)
+    bench_web.register(benches)
 
 
 def write_caseload(

@@ -41,4 +41,6 @@ def staff(request: HttpRequest) -> dict[str, Any]:
         "language_choices": settings.LANGUAGES,
         "membership": membership,
         "may_manage_team": membership is not None and may(membership.role, Action.MANAGE_TEAM),
+        "may_add_cases": membership is not None and may(membership.role, Action.CHANGE_CASES),
+        "may_check_status": membership is not None and may(membership.role, Action.CHECK_STATUS),
     }

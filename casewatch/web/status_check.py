@@ -1,0 +1,543 @@
+"""The bulk status check: paste receipts, watch the answers arrive, take them away as CSV.
+
+The same check as `casewatch check` (casewatch.monitor.bulk_check.check_receipts), but
+every request takes its slot from the limiter the workers share, counts against the
+firm's daily USCIS budget, asks the circuit breaker first and tells it the outcome
+after: a status check never goes around what keeps casewatch within its USCIS grant.
+The page is one streamed response, a row for each answer as it arrives, so it works
+without JavaScript. Nothing is stored about a receipt that is not a case; the
+results wait a day, encrypted, for the CSV download.
+
+Front desk may not run it: it spends the firm's budget (Action.CHECK_STATUS).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.functional import Promise
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from casewatch.accounts.models import Firm, Membership
+from casewatch.accounts.permissions import Action, may
+from casewatch.cli.check import result_json
+from casewatch.config import uscis_settings
+from casewatch.core.receipts import InvalidReceipt, normalize_receipt, parse_receipt
+from casewatch.core.receipts import split_receipt_list as split_receipts
+from casewatch.monitor.bulk_check import (
+    MAX_WAIT_SECONDS,
+    CheckResult,
+    InvalidInput,
+    check_receipts,
+)
+from casewatch.monitor.checks import FETCHERS
+from casewatch.monitor.health import READABLE, circuit_allows, note_outcome
+from casewatch.monitor.limiter import Grant, Quota, acquire
+from casewatch.monitor.pacing import Pacer
+from casewatch.monitor.tasks import NOTE_READS_EVERY, current_budget, quota
+from casewatch.uscis.connect import official_client
+from casewatch.uscis.source import (
+    CaseStatusSource,
+    Found,
+    NotSent,
+    Outcome,
+    Pace,
+    Unavailable,
+)
+from casewatch.web import held_files
+from casewatch.web.access import staff_view
+from casewatch.web.intake import known_cases
+from casewatch.web.intake_forms import ReceiptsForm
+
+log = logging.getLogger(__name__)
+
+CHECK = "status_check"
+# Given to check_receipts as a Retry-After so that an item not asked is not waited for.
+GIVE_UP = MAX_WAIT_SECONDS + 1
+# The columns of the CSV: the fields of `casewatch check --json`, the input, the case.
+CSV_COLUMNS = (
+    "input",
+    "receipt_number",
+    "ok",
+    "error",
+    "message",
+    "form_type",
+    "title_en",
+    "title_es",
+    "status",
+    "category",
+    "urgency",
+    "confidence",
+    "source",
+    "case",
+)
+# A cell starting with one of these is run as a formula by spreadsheets: it gets a "'".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+# Why a receipt was not asked about, and what a USCIS answer that is not a status means.
+NOT_ASKED: dict[str, Promise] = {
+    "quota": gettext_lazy("Not asked: today's USCIS budget is used up."),
+    "circuit": gettext_lazy("Not asked: USCIS cannot be read right now; try again later."),
+    "stopped": gettext_lazy("Not asked: the check was stopped."),
+}
+ANSWERS: dict[str, Promise] = {
+    "invalid_input": gettext_lazy("Not a receipt number, so USCIS was not asked."),
+    "invalid_receipt": gettext_lazy("USCIS says this receipt number is not valid."),
+    "not_found": gettext_lazy("USCIS does not know this receipt number."),
+    "rate_limited": gettext_lazy("USCIS asked casewatch to slow down; try again later."),
+    "unavailable": gettext_lazy("USCIS could not be reached; try again later."),
+    "auth_failed": gettext_lazy("USCIS refused casewatch's credentials."),
+    "malformed_response": gettext_lazy("USCIS answered with something casewatch cannot read."),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One receipt's line on the page and in the CSV."""
+
+    position: int  # where it first appears in the pasted list (1-based)
+    input: str
+    receipt_number: str
+    ok: bool
+    form_type: str
+    title_en: str
+    title_es: str
+    category: str
+    urgency: str
+    problem: str  # a key of NOT_ASKED or ANSWERS, or ""
+    case_id: int | None
+
+    @property
+    def problem_label(self) -> Promise | str:
+        label = NOT_ASKED.get(self.problem) or ANSWERS.get(self.problem)
+        return label or ""
+
+
+@staff_view(Action.CHECK_STATUS, change=Action.CHECK_STATUS)
+def status_check(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The form, or (POST) the results as they are read."""
+    form = ReceiptsForm(request.POST or None)
+    budget = _budget()
+    if request.method == "POST" and form.is_valid():
+        inputs = split_receipts(form.cleaned_data["receipts"])
+        asked = {normalize_receipt(i) for i in inputs if _valid(i)}
+        left = budget["calls_per_day"] - budget["used_today"]
+        if not inputs:
+            form.add_error("receipts", _("Paste at least one receipt number."))
+        elif len(asked) > left:
+            form.add_error(
+                "receipts",
+                _(
+                    "These are %(count)s receipts to ask about, but only %(left)s of today's "
+                    "USCIS calls are left. Check fewer receipts, or wait until the budget "
+                    "resets."
+                )
+                % {"count": len(asked), "left": max(left, 0)},
+            )
+        else:
+            # The staff gate is typed for plain responses; a streamed one serves as well.
+            return cast(HttpResponse, _stream(request, membership, inputs, len(asked)))
+    return render(
+        request,
+        "intake/check.html",
+        {"firm": membership.firm, "form": form, "budget": budget},
+    )
+
+
+def _valid(text: str) -> bool:
+    try:
+        parse_receipt(text)
+    except InvalidReceipt:
+        return False
+    return True
+
+
+def _budget() -> dict[str, Any]:
+    budget = current_budget()
+    return {"calls_per_day": budget.calls_per_day, "used_today": quota().used_today()}
+
+
+@staff_view(Action.CHECK_STATUS)
+def status_check_csv(request: HttpRequest, membership: Membership, token: str) -> HttpResponse:
+    """The results of one check as CSV, in the order pasted, safe to open in a spreadsheet."""
+    meta = held_files.meta_of(token, membership, CHECK)
+    out = io.StringIO()
+    out.write("\ufeff")  # Excel reads UTF-8 only with a byte-order mark
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for item in meta["rows"]:
+        case = item.get("case")
+        if case:
+            item["case"] = request.build_absolute_uri(reverse("case-detail", args=[case]))
+        writer.writerow([formula_safe(item.get(column)) for column in CSV_COLUMNS])
+    response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+    stamp = meta["at"][:16].replace(":", "").replace("T", "-")
+    response["Content-Disposition"] = f'attachment; filename="uscis-status-{stamp}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def formula_safe(value: object) -> str:
+    """A cell a spreadsheet shows as text: one that starts like a formula gets a leading '."""
+    if value is None:
+        return ""
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+# --- streaming -------------------------------------------------------------------------
+
+# Where the streamed parts go in the page, which is rendered once around them.
+_ROWS = mark_safe("<!--casewatch:rows-->")
+_SUMMARY = mark_safe("<!--casewatch:summary-->")
+
+
+def _stream(
+    request: HttpRequest, membership: Membership, inputs: list[str], asked: int
+) -> StreamingHttpResponse:
+    settings = uscis_settings()
+    page = render(
+        request,
+        "intake/check_results.html",
+        {
+            "firm": membership.firm,
+            "asked": asked,
+            "sandbox": settings.uses_builtin_sandbox,
+            "rows_marker": _ROWS,
+            "summary_marker": _SUMMARY,
+        },
+    ).content.decode()
+    head, rest = page.split(str(_ROWS), 1)
+    middle, tail = rest.split(str(_SUMMARY), 1)
+    check = _Check(membership, inputs)
+    language = translation.get_language()
+
+    def chunks() -> Iterator[str]:
+        with translation.override(language):
+            yield head
+            yield from check.rows()
+            yield middle
+            yield check.summary(request, may(membership.role, Action.CHANGE_CASES))
+            yield tail
+
+    response = StreamingHttpResponse(chunks(), content_type="text/html; charset=utf-8")
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front must pass each row on at once
+    return response
+
+
+@dataclass(frozen=True)
+class _Done:
+    results: list[CheckResult]
+    source: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    reason: str
+
+
+class _Check:
+    """One check running in a thread while the page streams its answers."""
+
+    def __init__(self, membership: Membership, inputs: list[str]) -> None:
+        self.membership = membership
+        self.firm: Firm = membership.firm
+        self.inputs = inputs
+        # Where each receipt first appears; where each input that is no receipt appears.
+        self.first: dict[str, int] = {}
+        self.invalid_at: list[int] = []
+        for position, text in enumerate(inputs, 1):
+            if _valid(text):
+                self.first.setdefault(normalize_receipt(text), position)
+            else:
+                self.invalid_at.append(position)
+        self.cases = known_cases(self.firm, list(self.first))
+        self.events: queue.SimpleQueue[CheckResult | _Done | _Failed] = queue.SimpleQueue()
+        self.stop = threading.Event()
+        self.shown: list[Row] = []
+        self.done: _Done | None = None
+        self.failed = ""
+        self.token = ""
+        self.source: _Budgeted | None = None
+
+    def rows(self) -> Iterator[str]:
+        """A table row per answer, as each arrives; ends when the check has ended."""
+        database = _SharedConnection()
+        runner = threading.Thread(target=self._run, args=(database,), name="status-check")
+        with database:
+            runner.start()
+            try:
+                while True:
+                    event = self.events.get()
+                    if isinstance(event, _Done):
+                        self.done = event
+                        break
+                    if isinstance(event, _Failed):
+                        self.failed = event.reason
+                        break
+                    row = self._row(event)
+                    self.shown.append(row)
+                    yield render_to_string("intake/check_row.html", {"row": row})
+            finally:
+                self.stop.set()  # the reader went away: nothing more is asked
+                runner.join()
+        if self.done is not None:
+            self.token = self._keep(self.done)
+
+    def _run(self, database: _SharedConnection) -> None:
+        try:
+            settings = uscis_settings()
+            shared = _SharedQuota(quota(), database)
+            with official_client(settings) as client:
+                self.source = _Budgeted(client, shared, database, self.stop)
+                results = check_receipts(
+                    self.inputs,
+                    self.source,
+                    Pacer(None),
+                    workers=FETCHERS,
+                    on_result=self.events.put,
+                )
+                self.source.close_round()
+                name = "sandbox" if settings.uses_builtin_sandbox else client.source
+            self.events.put(_Done(results, name))
+        except Exception as exc:
+            # Receipts are not written to the log; the kind of failure is enough to look into.
+            log.warning("a bulk status check failed: %s", type(exc).__name__)
+            self.events.put(_Failed(type(exc).__name__))
+
+    def _row(self, result: CheckResult) -> Row:
+        outcome = result.outcome
+        problem = outcome.error or ""
+        if isinstance(outcome, InvalidInput):
+            problem = "invalid_input"
+            position = self.invalid_at.pop(0)
+        else:
+            position = self.first[result.receipt_number]
+        if self.source is not None and result.receipt_number in self.source.not_asked:
+            problem = self.source.not_asked[result.receipt_number]
+        status = outcome.status if isinstance(outcome, Found) else None
+        classification = result.classification
+        return Row(
+            position=position,
+            input=result.input,
+            receipt_number=result.receipt_number,
+            ok=result.ok,
+            form_type=status.form_type if status else "",
+            title_en=status.title_en if status else "",
+            title_es=status.title_es if status else "",
+            category=classification.category if classification else "",
+            urgency=classification.urgency if classification else "",
+            problem=problem,
+            case_id=None if problem == "invalid_input" else self.cases.get(result.receipt_number),
+        )
+
+    def _keep(self, done: _Done) -> str:
+        """The results in input order, for the CSV, encrypted for a day."""
+        not_asked = self.source.not_asked if self.source is not None else {}
+        rows = []
+        for result in done.results:
+            item = result_json(result, done.source)
+            item["input"] = result.input
+            why = not_asked.get(result.receipt_number)
+            if why:
+                item["error"], item["message"] = "not_asked", str(NOT_ASKED[why])
+            valid = not isinstance(result.outcome, InvalidInput)
+            item["case"] = self.cases.get(result.receipt_number) if valid else None
+            rows.append(item)
+        return held_files.hold(
+            self.membership, CHECK, None, {"rows": rows, "at": timezone.now().isoformat()}
+        )
+
+    def summary(self, request: HttpRequest, may_add: bool) -> str:
+        """What the check found, the CSV link, and the receipts that could become cases."""
+        shown = self.shown
+        addable = [
+            row.receipt_number
+            for row in sorted(shown, key=lambda row: row.position)
+            if row.case_id is None and row.problem not in ("invalid_input", "invalid_receipt")
+        ]
+        return render_to_string(
+            "intake/check_summary.html",
+            {
+                "failed": self.failed,
+                "token": self.token,
+                "read": sum(1 for row in shown if row.ok),
+                "problems": sum(1 for row in shown if not row.ok),
+                "repeats": len(self.inputs) - len(shown) if self.done else 0,
+                "addable": addable,
+                "may_add": may_add,
+            },
+            request=request,
+        )
+
+
+# --- asking USCIS as the workers do ------------------------------------------------------
+
+
+class _SharedConnection:
+    """The request's database connection lent to the check's threads, one user at a time.
+
+    As casewatch.monitor.checks does for a worker's round: the calls made here are
+    short, and a test's transaction (or SQLite in memory) allows no other connection.
+    """
+
+    def __init__(self) -> None:
+        self.connection = connections[DEFAULT_DB_ALIAS]
+        self.lock = threading.RLock()
+
+    def __enter__(self) -> _SharedConnection:
+        self.connection.inc_thread_sharing()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.connection.dec_thread_sharing()
+
+    @contextmanager
+    def use(self) -> Iterator[None]:
+        with self.lock:
+            connections[DEFAULT_DB_ALIAS] = self.connection
+            yield
+
+
+class _SharedQuota:
+    """The workers' shared USCIS bucket, reached over the shared connection.
+
+    Only the bucket's own calls hold the connection; the wait for a slot does not.
+    """
+
+    def __init__(self, quota: Quota, database: _SharedConnection) -> None:
+        self._quota = quota
+        self._database = database
+        self.clock = quota.clock
+
+    def reserve(self) -> Grant:
+        with self._database.use():
+            return self._quota.reserve()
+
+    def back_off(self, seconds: float | None = None) -> None:
+        with self._database.use():
+            self._quota.back_off(seconds)
+
+    def used_today(self) -> int:
+        with self._database.use():
+            return self._quota.used_today()
+
+    def resets_at(self) -> datetime:
+        return self._quota.resets_at()
+
+    def blocked_until(self) -> float:
+        with self._database.use():
+            return self._quota.blocked_until()
+
+
+class _Budgeted:
+    """USCIS as the workers reach it: circuit breaker first, then a slot, then the outcome noted.
+
+    A receipt that may not be asked about (the circuit is open, today's budget is
+    spent, the reader left) gets an answer without a request, and is remembered in
+    `not_asked` so that the page does not pass it off as something USCIS said.
+    """
+
+    def __init__(
+        self,
+        source: CaseStatusSource,
+        quota: _SharedQuota,
+        database: _SharedConnection,
+        stop: threading.Event,
+    ) -> None:
+        self._source = source
+        self._quota = quota
+        self._database = database
+        self._stop = stop
+        self.not_asked: dict[str, str] = {}
+        self._noting = threading.Lock()
+        self._turn = threading.Lock()
+        self._noted_at: datetime | None = None  # when a read was last noted
+        self._unnoted: datetime | None = None  # the latest read not noted yet
+
+    def fetch(self, receipt_number: str, *, pace: Pace | None = None) -> Outcome:
+        """Ask about one receipt; each request the client sends takes its own slot.
+
+        (`pace`, the caller's own pacing, is not needed: the shared slots space the
+        requests.) The client asks for a slot right before each request it sends.
+        """
+        if self._stop.is_set():
+            return self._skip(receipt_number, "stopped")
+        with self._database.use():
+            allowed = circuit_allows(timezone.now())
+        if not allowed:
+            return self._skip(receipt_number, "circuit")
+        refused: list[str] = []
+
+        def slot() -> bool:
+            # One thread at a time waits for its slot, as a worker's round does: threads
+            # waiting side by side wake late for theirs and waste them.
+            with self._turn:
+                if self._stop.is_set():
+                    refused.append("stopped")
+                elif not acquire(self._quota):
+                    refused.append("quota")
+            return not refused
+
+        try:
+            outcome = self._source.fetch(receipt_number, pace=slot)
+        except NotSent:
+            return self._skip(receipt_number, refused[-1] if refused else "stopped")
+        self._note(outcome)
+        if outcome.error in ("rate_limited", "unavailable"):
+            self._quota.back_off(getattr(outcome, "retry_after", None))
+        self.not_asked.pop(receipt_number, None)
+        return outcome
+
+    def close(self) -> None:
+        self._source.close()
+
+    def close_round(self) -> None:
+        """Note the last read of the check, if it was held back."""
+        self._note_unnoted()
+
+    def _note(self, outcome: Outcome) -> None:
+        """Tell the circuit breaker, as the workers do: reads in a row about once a second.
+
+        A read after reads only moves "last successful read" on, so the latest of a run
+        stands for all of it; anything else is noted at once. Fewer writes keep the
+        shared connection free for the slots.
+        """
+        now = timezone.now()
+        with self._noting:
+            if outcome.error in READABLE:
+                if self._noted_at is not None and now - self._noted_at < NOTE_READS_EVERY:
+                    self._unnoted = now
+                    return
+                self._noted_at, self._unnoted = now, None
+        with self._database.use():
+            note_outcome(outcome.error, now, message=getattr(outcome, "message", ""))
+
+    def _note_unnoted(self) -> None:
+        with self._noting:
+            last, self._unnoted = self._unnoted, None
+        if last is not None:
+            with self._database.use():
+                note_outcome(None, last)
+
+    def _skip(self, receipt_number: str, why: str) -> Outcome:
+        self.not_asked[receipt_number] = why
+        return Unavailable(f"not asked ({why})", retry_after=GIVE_UP)
