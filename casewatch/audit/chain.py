@@ -86,6 +86,11 @@ class ChainReport:
         }
 
 
+def staff_actor(user_pk: int | None) -> str:
+    """How the chain names a staff member: by id, so no e-mail address is kept forever."""
+    return f"user:{user_pk}"
+
+
 def record(
     action: str,
     *,

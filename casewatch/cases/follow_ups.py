@@ -14,15 +14,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from casewatch.accounts.models import Membership
-from casewatch.audit.chain import record
+from casewatch.audit.chain import record, staff_actor
 from casewatch.cases.models import Comment, EventFollowUp, StatusEvent
 
 COMMENT_MAX_LENGTH = 5000
-
-
-def actor(user: User) -> str:
-    """How the audit chain names a staff member: by id, so no e-mail address is kept."""
-    return f"user:{user.pk}"
 
 
 def _follow_up(event: StatusEvent) -> EventFollowUp:
@@ -46,7 +41,7 @@ def acknowledge(event: StatusEvent, *, by: User, at: datetime | None = None) -> 
             object_type="status_event",
             object_id=event.pk,
             firm_id=event.firm_id,
-            actor=actor(by),
+            actor=staff_actor(by.pk),
             details={"case_id": event.case_id},
             at=follow_up.acknowledged_at,
         )
@@ -66,10 +61,10 @@ def assign(event: StatusEvent, member: Membership | None, *, by: User) -> None:
             object_type="status_event",
             object_id=event.pk,
             firm_id=event.firm_id,
-            actor=actor(by),
+            actor=staff_actor(by.pk),
             details={
                 "case_id": event.case_id,
-                "assigned_to": actor(member.user) if member is not None else None,
+                "assigned_to": staff_actor(member.user_id) if member is not None else None,
             },
         )
 
@@ -88,7 +83,7 @@ def comment(event: StatusEvent, body: str, *, by: User) -> Comment:
             object_type="comment",
             object_id=note.pk,
             firm_id=event.firm_id,
-            actor=actor(by),
+            actor=staff_actor(by.pk),
             details={"case_id": event.case_id, "event_id": event.pk},
         )
     return note

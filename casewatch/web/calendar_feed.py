@@ -30,7 +30,7 @@ from icalendar import Calendar, Event, vDuration
 
 from casewatch.accounts.models import Membership, Role
 from casewatch.accounts.permissions import Action, may
-from casewatch.audit.chain import record
+from casewatch.audit.chain import record, staff_actor
 from casewatch.cases.models import Deadline, DeadlineKind
 from casewatch.web.access import absolute_url, staff_view
 from casewatch.web.deadlines import NEXT_STEPS, counted_from, with_effective_due
@@ -71,7 +71,7 @@ def create_link(membership: Membership) -> str:
             object_type="membership",
             object_id=membership.pk,
             firm_id=membership.firm_id,
-            actor=f"user:{membership.user_id}",
+            actor=staff_actor(membership.user_id),
             details={"replaced_a_link": replaced},
         )
     return token
@@ -89,7 +89,7 @@ def turn_off(membership: Membership) -> bool:
             object_type="membership",
             object_id=membership.pk,
             firm_id=membership.firm_id,
-            actor=f"user:{membership.user_id}",
+            actor=staff_actor(membership.user_id),
         )
     return True
 

@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy, pgettext_lazy
 from casewatch.accounts.models import Firm, Membership
 from casewatch.accounts.permissions import Action, may
 from casewatch.audit.chain import record as audit
+from casewatch.audit.chain import staff_actor
 from casewatch.audit.models import AuditEntry
 from casewatch.cases.intake import case_details
 from casewatch.cases.models import Case, Comment, StatusEvent
@@ -112,10 +113,6 @@ def monitoring(case: Case) -> str:
     if case.is_archived:
         return "archived_watched" if watched else "archived_final"
     return "watched"
-
-
-def _actor(user: User) -> str:
-    return f"user:{user.pk}"
 
 
 def _case_of(membership: Membership, pk: int) -> Case:
@@ -248,7 +245,7 @@ def add_note(request: HttpRequest, membership: Membership, pk: int) -> HttpRespo
             object_type="comment",
             object_id=comment.pk,
             firm_id=case.firm_id,
-            actor=_actor(membership.user),
+            actor=staff_actor(membership.user_id),
             details={"case_id": case.pk, "event_id": event.pk if event else None},
         )
     messages.success(request, _("Note added."))
@@ -420,7 +417,7 @@ def edit_case(request: HttpRequest, membership: Membership, pk: int) -> HttpResp
                         object_type="case",
                         object_id=case.pk,
                         firm_id=case.firm_id,
-                        actor=_actor(membership.user),
+                        actor=staff_actor(membership.user_id),
                         details={**case_details(case), "changed": changed},
                     )
                 messages.success(request, _("Case saved."))
@@ -454,7 +451,7 @@ def archive_case(request: HttpRequest, membership: Membership, pk: int) -> HttpR
             object_type="case",
             object_id=case.pk,
             firm_id=case.firm_id,
-            actor=_actor(membership.user),
+            actor=staff_actor(membership.user_id),
             details={"receipt_number": case.receipt_number, "checking": state},
         )
     messages.success(request, _("Case is active again.") if restore else str(MONITORING[state]))

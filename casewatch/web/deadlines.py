@@ -33,7 +33,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from casewatch.accounts.models import Firm, Membership, Role
 from casewatch.accounts.permissions import Action, may
-from casewatch.audit.chain import record
+from casewatch.audit.chain import record, staff_actor
 from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Deadline, DeadlineKind
 from casewatch.web.access import staff_view
@@ -84,10 +84,6 @@ HISTORY_LABELS: Mapping[str, Promise] = {
 # --- Changing a deadline: plain functions, each one audited in its transaction ----------
 
 
-def _actor(user: User) -> str:
-    return f"user:{user.pk}"
-
-
 def _details(deadline: Deadline, **more: Any) -> dict[str, Any]:
     """What an audit entry about a deadline says; never the reason, which may name the client."""
     return {
@@ -117,7 +113,7 @@ def complete(deadline: Deadline, *, by: User, now: datetime | None = None) -> bo
             object_type="deadline",
             object_id=fresh.pk,
             firm_id=fresh.firm_id,
-            actor=_actor(by),
+            actor=staff_actor(by.pk),
             details=_details(fresh, effective_due_on=fresh.effective_due_on.isoformat()),
             at=now,
         )
@@ -139,7 +135,7 @@ def reopen(deadline: Deadline, *, by: User, now: datetime | None = None) -> bool
             object_type="deadline",
             object_id=fresh.pk,
             firm_id=fresh.firm_id,
-            actor=_actor(by),
+            actor=staff_actor(by.pk),
             details=_details(fresh, was_completed_at=done_at.isoformat()),
             at=now,
         )
@@ -167,7 +163,7 @@ def set_firm_date(
             object_type="deadline",
             object_id=fresh.pk,
             firm_id=fresh.firm_id,
-            actor=_actor(by),
+            actor=staff_actor(by.pk),
             details=_details(
                 fresh,
                 firm_due_on=on.isoformat(),
@@ -195,7 +191,7 @@ def clear_firm_date(deadline: Deadline, *, by: User, now: datetime | None = None
             object_type="deadline",
             object_id=fresh.pk,
             firm_id=fresh.firm_id,
-            actor=_actor(by),
+            actor=staff_actor(by.pk),
             details=_details(fresh, previous_firm_due_on=before.isoformat()),
             at=now,
         )
