@@ -7,6 +7,7 @@ contract, so that Django settings, the CLI and the workers agree on one reading.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from collections.abc import Callable
@@ -17,8 +18,13 @@ from cryptography.fernet import Fernet
 
 USCIS_SANDBOX_BASE_URL = "https://api-int.uscis.gov"
 USCIS_SANDBOX_TOKEN_URL = "https://api-int.uscis.gov/oauth/accesstoken"  # noqa: S105
-# Where `casewatch up` mounts its built-in sandbox beside the web app.
+# Where `casewatch up` mounts its built-in sandbox and channel fakes beside the web app.
 BUILTIN_SANDBOX_PREFIX = "/sandbox/uscis"
+BUILTIN_WHATSAPP_PREFIX = "/sandbox/whatsapp"
+BUILTIN_TWILIO_PREFIX = "/sandbox/twilio"
+WHATSAPP_BASE_URL = "https://graph.facebook.com"
+WHATSAPP_API_VERSION = "v21.0"
+TWILIO_BASE_URL = "https://api.twilio.com"
 
 
 class ConfigError(Exception):
@@ -116,6 +122,7 @@ def ensure_data_dir() -> Path:
             "fernet.keys": lambda: Fernet.generate_key().decode() + "\n",
             "audit.key": lambda: secrets.token_hex(32),
             "name_index.key": lambda: secrets.token_hex(32),
+            "channel_fakes.json": _fake_channel_secrets,
         }
         for name, make in makers.items():
             path = keys / name
@@ -126,6 +133,21 @@ def ensure_data_dir() -> Path:
     except OSError as exc:
         raise ConfigError(f"cannot use data directory {root}: {exc.strerror}") from exc
     return root
+
+
+def _fake_channel_secrets() -> str:
+    """Secrets the built-in WhatsApp and Twilio fakes sign with, and casewatch verifies."""
+    return json.dumps(
+        {
+            "whatsapp_app_secret": secrets.token_hex(32),
+            "whatsapp_verify_token": secrets.token_urlsafe(24),
+            "whatsapp_token": secrets.token_urlsafe(32),
+            "whatsapp_phone_number_id": str(100000000000000 + secrets.randbelow(10**14)),
+            "twilio_account_sid": "AC" + secrets.token_hex(16),
+            "twilio_auth_token": secrets.token_hex(16),
+            "twilio_from": "+15550100000",
+        }
+    )
 
 
 def secret_key() -> str:
@@ -267,3 +289,103 @@ def public_url() -> str | None:
     if url is not None and not url.startswith(("http://", "https://")):
         raise ConfigError(f"CASEWATCH_PUBLIC_URL must be an http:// or https:// URL, got {url!r}")
     return url.rstrip("/") if url else None
+
+
+@dataclass(frozen=True)
+class WhatsAppSettings:
+    """The WhatsApp Cloud API, or the built-in fake when none of its settings is given.
+
+    `base_url` is None for the built-in fake until `casewatch up` knows its own address
+    (it then sets CASEWATCH_WHATSAPP_BASE_URL for the worker).
+    """
+
+    base_url: str | None
+    api_version: str
+    token: str
+    phone_number_id: str
+    app_secret: str
+    verify_token: str
+    builtin: bool
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    """Twilio's Messages API, or the built-in fake when none of its settings is given."""
+
+    base_url: str | None
+    account_sid: str
+    auth_token: str
+    sender: str
+    builtin: bool
+
+
+def _fake_secrets() -> dict[str, str]:
+    path = ensure_data_dir() / "keys" / "channel_fakes.json"
+    loaded: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def _url_setting(name: str, default: str | None) -> str | None:
+    url = _env(name) or default
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http:// or https:// URL, got {url!r}")
+    return url.rstrip("/") if url else None
+
+
+def _all_or_none(names: tuple[str, ...]) -> bool:
+    """True when the provider is configured; a partial configuration is an error."""
+    given = [name for name in names if _env(name) is not None]
+    if given and len(given) != len(names):
+        missing = ", ".join(name for name in names if name not in given)
+        raise ConfigError(f"{missing} must be set too (or none of {', '.join(names)})")
+    return bool(given)
+
+
+def whatsapp_settings() -> WhatsAppSettings:
+    names = (
+        "CASEWATCH_WHATSAPP_APP_SECRET",
+        "CASEWATCH_WHATSAPP_VERIFY_TOKEN",
+        "CASEWATCH_WHATSAPP_TOKEN",
+        "CASEWATCH_WHATSAPP_PHONE_NUMBER_ID",
+    )
+    version = _env("CASEWATCH_WHATSAPP_API_VERSION") or WHATSAPP_API_VERSION
+    if _all_or_none(names):
+        return WhatsAppSettings(
+            base_url=_url_setting("CASEWATCH_WHATSAPP_BASE_URL", WHATSAPP_BASE_URL),
+            api_version=version,
+            token=os.environ["CASEWATCH_WHATSAPP_TOKEN"].strip(),
+            phone_number_id=os.environ["CASEWATCH_WHATSAPP_PHONE_NUMBER_ID"].strip(),
+            app_secret=os.environ["CASEWATCH_WHATSAPP_APP_SECRET"].strip(),
+            verify_token=os.environ["CASEWATCH_WHATSAPP_VERIFY_TOKEN"].strip(),
+            builtin=False,
+        )
+    fake = _fake_secrets()
+    return WhatsAppSettings(
+        base_url=_url_setting("CASEWATCH_WHATSAPP_BASE_URL", None),
+        api_version=version,
+        token=fake["whatsapp_token"],
+        phone_number_id=fake["whatsapp_phone_number_id"],
+        app_secret=fake["whatsapp_app_secret"],
+        verify_token=fake["whatsapp_verify_token"],
+        builtin=True,
+    )
+
+
+def twilio_settings() -> TwilioSettings:
+    names = ("CASEWATCH_TWILIO_ACCOUNT_SID", "CASEWATCH_TWILIO_AUTH_TOKEN", "CASEWATCH_TWILIO_FROM")
+    if _all_or_none(names):
+        return TwilioSettings(
+            base_url=_url_setting("CASEWATCH_TWILIO_BASE_URL", TWILIO_BASE_URL),
+            account_sid=os.environ["CASEWATCH_TWILIO_ACCOUNT_SID"].strip(),
+            auth_token=os.environ["CASEWATCH_TWILIO_AUTH_TOKEN"].strip(),
+            sender=os.environ["CASEWATCH_TWILIO_FROM"].strip(),
+            builtin=False,
+        )
+    fake = _fake_secrets()
+    return TwilioSettings(
+        base_url=_url_setting("CASEWATCH_TWILIO_BASE_URL", None),
+        account_sid=fake["twilio_account_sid"],
+        auth_token=fake["twilio_auth_token"],
+        sender=fake["twilio_from"],
+        builtin=True,
+    )

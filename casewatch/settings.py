@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "casewatch.accounts",
     "casewatch.cases",
     "casewatch.monitor",
+    "casewatch.notify",
+    "django_htmx",
 ]
 
 MIDDLEWARE = [
@@ -37,6 +39,7 @@ MIDDLEWARE = [
     "casewatch.web.middleware.idle_sessions",
     "casewatch.web.middleware.member_language",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -18,6 +18,9 @@ class Role(models.TextChoices):
 class Firm(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=60, unique=True)
+    # IANA name; dates are shown, and clients' quiet hours kept, in this zone unless
+    # a member or client has their own.
+    time_zone = models.CharField(max_length=64, default="America/New_York")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -34,6 +37,8 @@ class Membership(models.Model):
     role = models.CharField(max_length=20, choices=Role.choices)
     # The language the staff app speaks to this person; empty: whatever the browser asks for.
     language = models.CharField(max_length=8, blank=True, default="")
+    # IANA name for showing dates to this person; empty: the firm's.
+    time_zone = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     # Until when the dashboard's "changes since you last looked" has been seen.
     changes_seen_until = models.DateTimeField(null=True, blank=True)
