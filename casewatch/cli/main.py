@@ -14,6 +14,7 @@ from casewatch.cli import (
     check,
     classify,
     intake,
+    outbox,
     sandbox,
     simulate,
     status,
@@ -23,7 +24,7 @@ from casewatch.cli import (
 from casewatch.cli.output import fail
 from casewatch.config import ConfigError, ensure_data_dir
 
-COMMANDS = (up, worker, check, classify, intake, sandbox, simulate, status, audit, bench)
+COMMANDS = (up, worker, check, classify, intake, outbox, sandbox, simulate, status, audit, bench)
 
 
 class Parser(argparse.ArgumentParser):
