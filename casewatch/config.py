@@ -279,6 +279,14 @@ def invitation_days() -> int:
     return int(raw)
 
 
+def portal_link_days() -> int:
+    """CASEWATCH_PORTAL_LINK_DAYS: for how many days a client's portal link works (90)."""
+    raw = _env("CASEWATCH_PORTAL_LINK_DAYS") or "90"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"CASEWATCH_PORTAL_LINK_DAYS must be a whole number of days, got {raw!r}")
+    return int(raw)
+
+
 def public_url() -> str | None:
     """CASEWATCH_PUBLIC_URL: the address staff use, for links in e-mails.
 
@@ -388,4 +396,54 @@ def twilio_settings() -> TwilioSettings:
         auth_token=fake["twilio_auth_token"],
         sender=fake["twilio_from"],
         builtin=True,
+    )
+
+
+def web_url() -> str | None:
+    """CASEWATCH_WEB_URL: where this installation's web app answers (set by `casewatch up`).
+
+    Provider callbacks need an absolute address; CASEWATCH_PUBLIC_URL wins when set.
+    """
+    return _url_setting("CASEWATCH_WEB_URL", None)
+
+
+def callback_base_url() -> str | None:
+    """The address providers call back on: the public URL, else the web app's own, else None."""
+    return public_url() or web_url()
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """How the notification dispatcher claims, retries and waits for late callbacks."""
+
+    # A dispatcher's claim on a notification it is about to send; keep it well above
+    # the channel timeout, so a slow provider call never outlives its claim.
+    lease_seconds: float = 300.0
+    # After a claim on a notification in `sending` ran out (its dispatcher died), how
+    # long to wait for a late callback that shows the provider took it, before resending.
+    grace_seconds: float = 120.0
+    # Transient failures in a row before a notification is given up as failed.
+    max_attempts: int = 8
+    # Back-off after the n-th transient failure: base × 2^(n-1), at most cap (seconds).
+    backoff_base_seconds: float = 30.0
+    backoff_cap_seconds: float = 3600.0
+    # Connect/read timeout of each provider call.
+    timeout_seconds: float = 15.0
+
+
+def dispatch_settings() -> DispatchSettings:
+    """CASEWATCH_DISPATCH_* (lease, grace, attempts, back-off), CASEWATCH_CHANNEL_TIMEOUT."""
+    raw_attempts = _env("CASEWATCH_DISPATCH_MAX_ATTEMPTS") or "8"
+    if not raw_attempts.isdigit() or int(raw_attempts) < 1:
+        raise ConfigError(
+            "CASEWATCH_DISPATCH_MAX_ATTEMPTS must be a whole number, at least 1, "
+            f"got {raw_attempts!r}"
+        )
+    return DispatchSettings(
+        lease_seconds=_env_float("CASEWATCH_DISPATCH_LEASE_SECONDS", 300.0),
+        grace_seconds=_env_float("CASEWATCH_DISPATCH_GRACE_SECONDS", 120.0),
+        max_attempts=int(raw_attempts),
+        backoff_base_seconds=_env_float("CASEWATCH_DISPATCH_BACKOFF_SECONDS", 30.0),
+        backoff_cap_seconds=_env_float("CASEWATCH_DISPATCH_BACKOFF_CAP_SECONDS", 3600.0),
+        timeout_seconds=_env_float("CASEWATCH_CHANNEL_TIMEOUT", 15.0),
     )

@@ -38,8 +38,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "casewatch.web.middleware.idle_sessions",
     "casewatch.web.middleware.member_language",
+    "casewatch.web.middleware.member_time_zone",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "casewatch.web.middleware.htmx_login",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -59,6 +61,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "casewatch.web.context.sandbox_notice",
                 "casewatch.web.context.staff",
+                "casewatch.web.outbox.inbox_badge",
             ],
             "libraries": {"casewatch": "casewatch.web.tags"},
         },

@@ -4,15 +4,21 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
+from casewatch.portal import unsubscribe as portal_unsubscribe
+from casewatch.portal import views as portal_views
 from casewatch.web import (
     account,
     calendar_feed,
     case_list,
     case_page,
+    client_contact,
     dashboard,
     deadlines,
     insights,
     intake,
+    my_account,
+    outbox,
+    provider_webhooks,
     status_check,
     team,
     views,
@@ -50,6 +56,10 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("invitations/<str:token>/", account.accept_invitation, name="invitation"),
+    path("account/", my_account.my_account, name="my-account"),
+    path("firm/", my_account.switch_firm, name="switch-firm"),
+    path("dashboard/uscis/", dashboard.uscis_part, name="dashboard-uscis"),
+    path("dashboard/changes/", dashboard.changes_part, name="dashboard-changes"),
     path("team/", team.team_page, name="team"),
     path("team/members/<int:pk>/role/", team.change_role, name="team-role"),
     path("team/members/<int:pk>/remove/", team.remove_member, name="team-remove"),
@@ -83,5 +93,27 @@ urlpatterns = [
     path("intake/receipts/", intake.paste_receipts, name="intake-receipts"),
     path("intake/check/", status_check.status_check, name="status-check"),
     path("intake/check/<str:token>.csv", status_check.status_check_csv, name="status-check-csv"),
+    path("outbox/", outbox.outbox, name="outbox"),
+    path("outbox/<int:pk>/", outbox.notification_detail, name="notification-detail"),
+    path("inbox/", outbox.inbox, name="inbox"),
+    path("inbox/<int:pk>/", outbox.inbox_open, name="inbox-open"),
+    path("clients/<int:pk>/contact/", client_contact.client_contact, name="client-contact"),
+    path("clients/<int:pk>/consent/", client_contact.record_client_consent, name="client-consent"),
+    path("clients/<int:pk>/channels/", client_contact.reorder_channels, name="client-channels"),
+    path(
+        "clients/<int:pk>/portal-links/",
+        client_contact.create_portal_link,
+        name="client-portal-link",
+    ),
+    path(
+        "portal-links/<int:pk>/revoke/",
+        client_contact.revoke_portal_link,
+        name="portal-link-revoke",
+    ),
+    path("portal/<str:token>/", portal_views.portal, name="portal"),
+    path("unsubscribe/<str:token>", portal_unsubscribe.unsubscribe, name="unsubscribe"),
     path("health", health, name="health"),
+    # Fixed paths (spec/cli.md): no trailing slash, CSRF-exempt, signed or refused.
+    path("webhooks/whatsapp", provider_webhooks.whatsapp, name="webhook-whatsapp"),
+    path("webhooks/twilio", provider_webhooks.twilio, name="webhook-twilio"),
 ]

@@ -236,10 +236,17 @@ def test_a_member_imports_her_cases_follows_up_a_change_and_subscribes_to_her_de
     expect(critical).to_contain_text("Request for Evidence Was Sent")
     story.saw("dashboard")
 
+    # Acknowledging happens in place (htmx): the card says so, and nothing else moves.
+    url_before = page.url
     critical.get_by_role("button", name=f"Acknowledge {RECEIPT}").click()
+    expect(critical.get_by_role("status")).to_contain_text(f"Acknowledged: {RECEIPT}.")
+    expect(critical).to_contain_text("Acknowledged by Paula")
+    expect(critical.get_by_role("button", name=f"Acknowledge {RECEIPT}")).to_have_count(0)
+    assert page.url == url_before
+    story.saw("acknowledged")
+    page.reload()
     expect(page.get_by_text("Every critical change has been acknowledged.")).to_be_visible()
     expect(changes).to_contain_text("Acknowledged by Paula")
-    story.saw("acknowledged")
 
     # The RFE set a response deadline; she subscribes to her deadlines in her calendar.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Deadlines").click()

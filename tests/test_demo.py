@@ -3,6 +3,8 @@ with sandbox cases chosen so that real changes are detected within minutes."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -14,6 +16,7 @@ from casewatch.cli.demo import CHANGE_WINDOW, demo_receipts, load_demo
 from casewatch.notify.consent import has_consent
 from casewatch.notify.models import CLIENT_CHANNELS, ContactPlan, MessagingPolicy
 from casewatch.uscis.sandbox.world import SyntheticWorld
+from tests.test_cli import _free_port, _start, casewatch
 
 START = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
 
@@ -56,3 +59,37 @@ def test_loading_the_demo_twice_adds_nothing_the_second_time() -> None:
     cases = Case.objects.count()
     assert load_demo(firm, START) == 0
     assert Case.objects.count() == cases
+
+
+@pytest.mark.slow
+def test_within_three_minutes_of_up_demo_clients_are_told_in_their_language(tmp_path) -> None:
+    """The issue's figure: staff and client notifications in the outbox, among them WhatsApp
+    messages in another language than English that the fake's signed callback marked
+    delivered or read, all within three minutes of `casewatch up --demo`."""
+    data_dir = tmp_path / "demo"
+    process, _ = _start(["up", "--demo", "--port", str(_free_port())], data_dir, "casewatch is")
+    try:
+        deadline = time.monotonic() + 180
+        entries: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            result = casewatch("outbox", "--json", data_dir=data_dir)
+            assert result.returncode == 0, result.stderr
+            entries = json.loads(result.stdout)
+            told = [
+                e
+                for e in entries
+                if e["recipient_kind"] == "client"
+                and e["channel"] == "whatsapp"
+                and e["language"] != "en"
+                and e["status"] in ("delivered", "read")
+            ]
+            if told and any(e["recipient_kind"] == "staff" for e in entries):
+                break
+            time.sleep(5)
+        else:
+            raise AssertionError(f"no delivered WhatsApp message in another language: {entries}")
+        assert all(e["provider_message_id"] for e in told)
+        assert all(str(e["provider_message_id"]).startswith("wamid.") for e in told)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -181,7 +181,7 @@ def test_the_spanish_case_list_and_case_page_have_no_english_left(firm: Firm) ->
     note_outcome(None, datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
     browser = Browser()
     browser.force_login(_member(firm, "paula", Role.PARALEGAL))
-    for url in ("/cases/", f"/cases/{case.pk}/", "/welcome/"):
+    for url in ("/cases/", f"/cases/{case.pk}/", "/welcome/", "/account/"):
         html = browser.get(url, headers={"accept-language": SPANISH}).content.decode()
         assert _english_left(html) == [], url
     listing = browser.get("/cases/", headers={"accept-language": SPANISH}).content.decode()

@@ -110,7 +110,8 @@ def test_the_case_list_says_how_uscis_is_and_what_the_budget_buys(
     note_outcome(None, datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
     page = browser.get("/cases/").content.decode()
     assert "USCIS is readable." in page
-    assert "Last successful USCIS read: March 2, 2026, 3 p.m. UTC" in page
+    # On the firm's clock (Firm.time_zone, New York unless set), the zone named.
+    assert "Last successful USCIS read: March 2, 2026, 10 a.m. EST" in page
     assert "calls/day, 1 active case: expected detection delay p50" in page
 
 

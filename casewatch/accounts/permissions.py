@@ -26,6 +26,14 @@ class Action(StrEnum):
     FOLLOW_UP_CHANGES = "follow_up_changes"
     # A person's own settings (their language): not the firm's data.
     OWN_SETTINGS = "own_settings"
+    # The firm's notifications and how each was delivered (no client addresses in the list).
+    VIEW_OUTBOX = "view_outbox"
+    # Recording a client's consent on a channel, given or withdrawn, and their channels' order.
+    MANAGE_CONSENT = "manage_consent"
+    # Creating and revoking a client's private portal link.
+    ISSUE_PORTAL_LINK = "issue_portal_link"
+    # A member's own in-app notifications: opening one marks it read.
+    OWN_INBOX = "own_inbox"
 
 
 EVERYONE = frozenset(Role)
@@ -40,12 +48,16 @@ ALLOWED: Mapping[Action, frozenset[Role]] = {
     Action.CHECK_STATUS: CASE_WORKERS,
     Action.FOLLOW_UP_CHANGES: CASE_WORKERS,
     Action.OWN_SETTINGS: EVERYONE,
+    Action.VIEW_OUTBOX: EVERYONE,
+    Action.MANAGE_CONSENT: CASE_WORKERS,
+    Action.ISSUE_PORTAL_LINK: CASE_WORKERS,
+    Action.OWN_INBOX: EVERYONE,
 }
 
 # Actions that only look; a request that changes something may never be allowed by one.
-READS = frozenset({Action.VIEW_CASES})
+READS = frozenset({Action.VIEW_CASES, Action.VIEW_OUTBOX})
 # Actions that change nothing of the firm's; the only changes a read-only role may make.
-PERSONAL = frozenset({Action.OWN_SETTINGS})
+PERSONAL = frozenset({Action.OWN_SETTINGS, Action.OWN_INBOX})
 READ_ONLY_ROLES = frozenset({Role.FRONT_DESK})
 
 

@@ -115,9 +115,10 @@ def invitation_for(token: str, *, now: datetime | None = None) -> Invitation:
 
 
 def send_invitation(invitation: Invitation, link: str) -> None:
-    """E-mail the link, in the language the inviter chose for the invitee."""
+    """E-mail the link, in the language the inviter chose for the invitee, its expiry on
+    the firm's clock (not the inviter's)."""
     language = invitation.language or settings.LANGUAGE_CODE
-    with translation.override(language):
+    with translation.override(language), timezone.override(invitation.firm.time_zone or None):
         context = {"invitation": invitation, "link": link, "role": invitation.get_role_display()}
         subject = render_to_string("accounts/invitation_subject.txt", context)
         body = render_to_string("accounts/invitation_email.txt", context)

@@ -30,6 +30,110 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from casewatch.core.receipts import InvalidReceipt, Receipt, is_valid_receipt, parse_receipt
+from casewatch.core.wording import Wording
+
+# What the reader and the validator say, by message id: the English of `casewatch import`
+# and of its `--json`. Pages word them in their own language (casewatch.web.labels.WORDINGS).
+# "{problem}" is another message (a cell's or the receipt's problem); "{detail}" is what a
+# library said (email_validator, the CSV or XLSX reader, the operating system).
+MESSAGES: Mapping[str, str] = {
+    # A row as a whole.
+    "row.no_receipt": "no receipt number; row skipped",
+    "row.bad_receipt": "{problem}; row skipped",
+    "row.receipt_warning": "{problem}; the case is tracked",
+    "row.repeat": "receipt {receipt} already appears on line {line}; imported once",
+    "row.repeat_differs": (
+        "receipt {receipt} already appears on line {line}; imported once (this line's other "
+        "details differ from that line's and were not imported)"
+    ),
+    "row.overflow": (
+        "this line has values to the right of the last named column (a comma or semicolon "
+        "inside an unquoted value can cause this); they were ignored, so check this line's "
+        "other values"
+    ),
+    # One cell.
+    "cell.dropped": "{problem}; the case is tracked without it",
+    "cell.spreadsheet_error": "the cell shows the spreadsheet error {text}",
+    "form.unknown": "not a USCIS form number casewatch recognizes (like I-485 or N-400)",
+    "client_id.too_long": "longer than {limit} characters",
+    "name.no_letters": "has no letters, so it cannot be a name",
+    "name.formula": (
+        "starts with {char}, which a spreadsheet would run as a formula; it is kept as plain "
+        "text, so check the name is right"
+    ),
+    "email.several": "holds more than one e-mail address; the first one is kept",
+    "email.invalid": "not a valid e-mail address ({detail})",
+    "email.empty": "empty",
+    "phone.invalid": "not a valid phone number",
+    "phone.invalid_because": "not a valid phone number ({detail})",
+    "phone.several": "holds more than one phone number; the first one is kept",
+    "phone.unknown_country": "unknown country code",
+    "phone.not_a_number": "it does not look like a phone number",
+    "phone.too_short": "too short",
+    "phone.too_long": "too long",
+    "phone.no_area_code": "the area code is missing",
+    "phone.wrong_length": "it has the wrong number of digits",
+    "phone.no_such_number": (
+        "no such number exists; check the area code and digits, and write numbers outside "
+        "the US with + and the country code"
+    ),
+    "language.several": "names more than one language; the first one is kept",
+    "language.unknown": (
+        "not a language casewatch knows (write a code like es or a name like Spanish)"
+    ),
+    # The whole file.
+    "file.unreadable": "cannot read the file ({detail})",
+    "file.not_a_sheet": "this is not a CSV file or an Excel .xlsx workbook: {problem}",
+    "file.xls": (
+        "it is an old-style Excel 97-2003 .xls workbook (or another old Office file); "
+        "save it as .xlsx or CSV and import that"
+    ),
+    "file.pdf": "it is a PDF document, not a spreadsheet",
+    "file.png": "it is a PNG image, not a spreadsheet",
+    "file.jpeg": "it is a JPEG image, not a spreadsheet",
+    "file.rtf": "it is an RTF document, not a spreadsheet",
+    "file.gzip": "it is a gzip archive; unpack it first",
+    "file.empty": "the file is empty",
+    "file.first_sheet_empty": "the first worksheet is empty",
+    "file.not_text": "this does not look like a CSV file or an Excel workbook",
+    "file.not_text_named_xlsx": (
+        "this does not look like a CSV file or an Excel workbook (its name ends in .xlsx but "
+        "it is not a readable workbook: damaged?)"
+    ),
+    "file.utf16_damaged": (
+        "the file starts like UTF-16 text (Excel's “Unicode text”) but is damaged"
+    ),
+    "file.csv_line": (
+        "line {line} cannot be read as CSV ({detail}); an unmatched quote can cause this"
+    ),
+    "file.no_worksheet": "the workbook has no worksheet",
+    "file.first_sheet_only": (
+        "{problem} (only the first worksheet, {title}, is read; the workbook has {count})"
+    ),
+    "file.workbook_unreadable": "the Excel workbook cannot be read ({detail})",
+    "file.workbook_damaged": "the file looks like an Excel workbook but is damaged ({detail})",
+    "file.opendocument": (
+        "this is an OpenDocument or Apple Numbers file; export it as .xlsx or CSV and import that"
+    ),
+    "file.zip": "this is a zip archive, not an Excel .xlsx workbook",
+    "file.data_first_row": (
+        "no receipt number column: the first row looks like data (it holds {receipt}), not "
+        "headers; add a header row with a column named 'Receipt Number'"
+    ),
+    "file.no_receipt_column": (
+        "no receipt number column; the headers found are {headers} (name the column "
+        "'Receipt Number', 'Receipt #' or 'Case Number')"
+    ),
+    "file.no_receipt_column_more": (
+        "no receipt number column; the headers found are {headers} and {more} more (name the "
+        "column 'Receipt Number', 'Receipt #' or 'Case Number')"
+    ),
+}
+
+
+def _said(code: str, **params: object) -> Wording:
+    return Wording(code, MESSAGES[code], **params)
+
 
 # The canonical columns of cli.md, in the order reports list them.
 COLUMNS = (
@@ -210,15 +314,12 @@ _EXCEL_ERRORS = frozenset(
 
 # Files people upload by mistake, recognized by their first bytes.
 _NOT_A_SHEET: Mapping[bytes, str] = {
-    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": (
-        "it is an old-style Excel 97-2003 .xls workbook (or another old Office file); "
-        "save it as .xlsx or CSV and import that"
-    ),
-    b"%PDF": "it is a PDF document, not a spreadsheet",
-    b"\x89PNG": "it is a PNG image, not a spreadsheet",
-    b"\xff\xd8\xff": "it is a JPEG image, not a spreadsheet",
-    b"{\\rtf": "it is an RTF document, not a spreadsheet",
-    b"\x1f\x8b": "it is a gzip archive; unpack it first",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": "file.xls",
+    b"%PDF": "file.pdf",
+    b"\x89PNG": "file.png",
+    b"\xff\xd8\xff": "file.jpeg",
+    b"{\\rtf": "file.rtf",
+    b"\x1f\x8b": "file.gzip",
 }
 
 _LONGEST_PLACEHOLDER = max(map(len, _PLACEHOLDERS))
@@ -334,7 +435,7 @@ def read_sheet(path: Path) -> Sheet:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise SheetError(f"cannot read the file ({exc.strerror or exc})") from exc
+        raise SheetError(_said("file.unreadable", detail=exc.strerror or str(exc))) from exc
     return read_sheet_bytes(data, path.name)
 
 
@@ -348,15 +449,13 @@ def read_sheet_bytes(data: bytes, name: str, *, mapping: Mapping[int, str] | Non
         return _read_xlsx(data, mapping)
     for magic, why in _NOT_A_SHEET.items():
         if data.startswith(magic):
-            raise SheetError(f"this is not a CSV file or an Excel .xlsx workbook: {why}")
+            raise SheetError(_said("file.not_a_sheet", problem=_said(why)))
     text = _decode(data)
     if not text.strip():
-        raise SheetError("the file is empty")
+        raise SheetError(_said("file.empty"))
     if _looks_binary(text):
-        hint = ""
-        if name.lower().endswith((".xlsx", ".xlsm")):
-            hint = " (its name ends in .xlsx but it is not a readable workbook: damaged?)"
-        raise SheetError(f"this does not look like a CSV file or an Excel workbook{hint}")
+        named_xlsx = name.lower().endswith((".xlsx", ".xlsm"))
+        raise SheetError(_said("file.not_text_named_xlsx" if named_xlsx else "file.not_text"))
     return _read_csv(text, mapping)
 
 
@@ -366,9 +465,7 @@ def _decode(data: bytes) -> str:
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise SheetError(
-                "the file starts like UTF-16 text (Excel's “Unicode text”) but is damaged"
-            ) from exc
+            raise SheetError(_said("file.utf16_damaged")) from exc
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
     try:
@@ -406,9 +503,7 @@ def _numbered_csv_rows(text: str, delimiter: str) -> Iterator[tuple[int, list[st
             yield start, cells
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise SheetError(
-            f"line {start} cannot be read as CSV ({exc}); an unmatched quote can cause this"
-        ) from exc
+        raise SheetError(_said("file.csv_line", line=start, detail=str(exc))) from exc
 
 
 def _sniff_delimiter(text: str) -> str:
@@ -443,7 +538,7 @@ def _read_xlsx(data: bytes, mapping: Mapping[int, str] | None = None) -> Sheet:
     try:
         sheets = workbook.worksheets
         if not sheets:
-            raise SheetError("the workbook has no worksheet")
+            raise SheetError(_said("file.no_worksheet"))
         sheet = sheets[0]
         sheet.reset_dimensions()  # some writers record a wrong size; read what is there
         rows = (
@@ -455,33 +550,40 @@ def _read_xlsx(data: bytes, mapping: Mapping[int, str] | None = None) -> Sheet:
         except SheetError as exc:
             if len(sheets) > 1:
                 raise SheetError(
-                    f"{exc} (only the first worksheet, {sheet.title!r}, is read; "
-                    f"the workbook has {len(sheets)})"
+                    _said(
+                        "file.first_sheet_only",
+                        problem=_reason(exc),
+                        title=repr(sheet.title),
+                        count=len(sheets),
+                    )
                 ) from exc
             raise
     except SheetError:
         raise
     except Exception as exc:
-        raise SheetError(f"the Excel workbook cannot be read ({_describe(exc)})") from exc
+        raise SheetError(_said("file.workbook_unreadable", detail=_describe(exc))) from exc
     finally:
         workbook.close()
 
 
-def _zip_problem(data: bytes, exc: Exception) -> str:
+def _zip_problem(data: bytes, exc: Exception) -> Wording:
     """Why a zip file is not a workbook we read: .ods, Numbers, or damage."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = set(archive.namelist())
     except Exception:
-        return f"the file looks like an Excel workbook but is damaged ({_describe(exc)})"
+        return _said("file.workbook_damaged", detail=_describe(exc))
     if "xl/workbook.xml" in names:
-        return f"the Excel workbook cannot be read ({_describe(exc)})"
+        return _said("file.workbook_unreadable", detail=_describe(exc))
     if "mimetype" in names or any(n.startswith("Index/") for n in names):
-        return (
-            "this is an OpenDocument or Apple Numbers file; "
-            "export it as .xlsx or CSV and import that"
-        )
-    return "this is a zip archive, not an Excel .xlsx workbook"
+        return _said("file.opendocument")
+    return _said("file.zip")
+
+
+def _reason(exc: Exception) -> str:
+    """An exception's message as raised: the Wording itself when it carries one."""
+    reason = exc.args[0] if exc.args else None
+    return reason if isinstance(reason, Wording) else str(exc)
 
 
 def _describe(exc: Exception) -> str:
@@ -634,7 +736,7 @@ def _build_sheet(
         if len(skipped) >= _MAX_PREAMBLE_ROWS:
             break
     if layout is None and not skipped:
-        raise SheetError("the file is empty" if kind == "csv" else "the first worksheet is empty")
+        raise SheetError(_said("file.empty" if kind == "csv" else "file.first_sheet_empty"))
     if layout is None and mapping is None:
         raise NoReceiptColumn(_no_receipt_column(skipped[0][1]))
     if layout is None:
@@ -685,22 +787,17 @@ def _collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _no_receipt_column(first: list[str]) -> str:
+def _no_receipt_column(first: list[str]) -> Wording:
     """Say which headers were found, without repeating client data if row 1 is data."""
     cells = [cell.strip() for cell in first if cell.strip()]
     receipt = next((cell for cell in cells if is_valid_receipt(cell)), None)
     if receipt is not None:
-        return (
-            f"no receipt number column: the first row looks like data (it holds {receipt}), "
-            "not headers; add a header row with a column named 'Receipt Number'"
-        )
+        return _said("file.data_first_row", receipt=receipt)
     shown = [mask(cell) if _PERSONAL_HINT.search(cell) else cell[:40] for cell in cells[:20]]
-    more = f" and {len(cells) - 20} more" if len(cells) > 20 else ""
-    listed = ", ".join(repr(cell) for cell in shown) + more
-    return (
-        f"no receipt number column; the headers found are {listed} "
-        "(name the column 'Receipt Number', 'Receipt #' or 'Case Number')"
-    )
+    listed = ", ".join(repr(cell) for cell in shown)
+    if len(cells) > 20:
+        return _said("file.no_receipt_column_more", headers=listed, more=len(cells) - 20)
+    return _said("file.no_receipt_column", headers=listed)
 
 
 # -- validating ----------------------------------------------------------------------------
@@ -730,9 +827,8 @@ def validate_sheet(sheet: Sheet) -> list[RowResult]:
 
 def _repeat(result: RowResult, first: RowResult, found: str) -> RowResult:
     """A repeat is not imported; its own field problems no longer matter."""
-    message = f"receipt {result.receipt_number} already appears on line {first.line}; imported once"
-    if _details(result) != _details(first):
-        message += " (this line's other details differ from that line's and were not imported)"
+    code = "row.repeat_differs" if _details(result) != _details(first) else "row.repeat"
+    message = _said(code, receipt=result.receipt_number, line=first.line)
     error = RowError(result.line, "receipt_number", found, message)
     return replace(result, receipt_number=None, rejected=False, errors=[error])
 
@@ -763,19 +859,21 @@ def validate_row(raw: RawRow, *, receipt_required: bool = True) -> RowResult:
     receipt: Receipt | None = None
     if not found or _is_placeholder(found):
         if receipt_required:
-            error = RowError(raw.line, "receipt_number", found, "no receipt number; row skipped")
+            error = RowError(raw.line, "receipt_number", found, _said("row.no_receipt"))
             return RowResult(raw.line, None, rejected=True, errors=[error])
     else:
         try:
             receipt = parse_receipt(found)
         except InvalidReceipt as exc:
-            error = RowError(raw.line, "receipt_number", found, f"{exc}; row skipped")
+            skipped = _said("row.bad_receipt", problem=_reason(exc))
+            error = RowError(raw.line, "receipt_number", found, skipped)
             return RowResult(raw.line, None, rejected=True, errors=[error])
 
     line = raw.line
     errors: list[RowError] = []
     for warning in receipt.warnings if receipt is not None else ():
-        errors.append(RowError(line, "receipt_number", found, f"{warning}; the case is tracked"))
+        tracked = _said("row.receipt_warning", problem=warning)
+        errors.append(RowError(line, "receipt_number", found, tracked))
     cleaned: dict[str, str] = {}  # canonical column → value, named as RowResult's fields
     problem: str | None
     for column, text in values.items():
@@ -785,14 +883,14 @@ def validate_row(raw: RawRow, *, receipt_required: bool = True) -> RowResult:
         if len(text) <= _LONGEST_PLACEHOLDER and text.casefold() in _PLACEHOLDERS:
             continue
         if text in _EXCEL_ERRORS:
-            value, problem = "", f"the cell shows the spreadsheet error {text}"
+            value, problem = "", _said("cell.spreadsheet_error", text=text)
         else:
             value, problem = clean(text)
         if value:
             cleaned[column] = value
         if problem is not None:
             shown = mask(text) if column in PERSONAL_COLUMNS else text
-            message = problem if value else f"{problem}; the case is tracked without it"
+            message = problem if value else _said("cell.dropped", problem=problem)
             errors.append(RowError(line, column, shown, message))
     if raw.overflow:
         errors.append(
@@ -800,9 +898,7 @@ def validate_row(raw: RawRow, *, receipt_required: bool = True) -> RowResult:
                 line,
                 None,
                 ", ".join(mask(cell) for cell in raw.overflow),
-                "this line has values to the right of the last named column (a comma or "
-                "semicolon inside an unquoted value can cause this); they were ignored, "
-                "so check this line's other values",
+                _said("row.overflow"),
             )
         )
     tags = values.get("tags")
@@ -837,7 +933,7 @@ def clean_form_type(text: str) -> _Cleaned:
     folded = unicodedata.normalize("NFKC", text).upper().strip()
     match = _FORM.fullmatch(folded)
     if match is None:
-        return "", "not a USCIS form number casewatch recognizes (like I-485 or N-400)"
+        return "", _said("form.unknown")
     prefix, digits, suffix = match.groups()
     return f"{prefix}-{digits}{suffix}", None
 
@@ -845,7 +941,7 @@ def clean_form_type(text: str) -> _Cleaned:
 def _clean_client_id(text: str) -> _Cleaned:
     value = _plain(text)
     if len(value) > MAX_CLIENT_ID:
-        return "", f"longer than {MAX_CLIENT_ID} characters"
+        return "", _said("client_id.too_long", limit=MAX_CLIENT_ID)
     return value, None
 
 
@@ -853,12 +949,9 @@ def clean_name(text: str) -> _Cleaned:
     """A name is stored as given; a formula-looking one is kept as text and flagged."""
     value = _plain(text)
     if not any(ch.isalpha() for ch in value):
-        return "", "has no letters, so it cannot be a name"
+        return "", _said("name.no_letters")
     if value[0] in "=+-@":
-        return value, (
-            f"starts with {value[0]!r}, which a spreadsheet would run as a formula; "
-            "it is kept as plain text, so check the name is right"
-        )
+        return value, _said("name.formula", char=repr(value[0]))
     return value, None
 
 
@@ -883,14 +976,14 @@ def clean_email(text: str) -> _Cleaned:
     if candidate[:7].casefold() == "mailto:":
         candidate = candidate[7:]
     parts = [part for part in _EMAIL_SEPARATORS.split(candidate) if part]
-    first_valid, problem = _email(parts[0]) if parts else ("", "empty")
+    first_valid, problem = _email(parts[0]) if parts else ("", _said("email.empty"))
     if first_valid and len(parts) > 1:
-        return first_valid, "holds more than one e-mail address; the first one is kept"
+        return first_valid, _said("email.several")
     if first_valid:
         return first_valid, None
     if len(parts) > 1:
         problem = _email(candidate)[1] or problem
-    return "", f"not a valid e-mail address ({problem})"
+    return "", _said("email.invalid", detail=problem)
 
 
 def _email(text: str) -> tuple[str, str | None]:
@@ -941,29 +1034,29 @@ def clean_phone(text: str) -> _Cleaned:
         return fast, None
     parts = [part for part in _PHONE_SEPARATORS.split(text) if part.strip()]
     if not parts:
-        return "", "not a valid phone number"
+        return "", _said("phone.invalid")
     number, problem = _phone(parts[0].strip())
     if number and len(parts) > 1:
-        return number, "holds more than one phone number; the first one is kept"
+        return number, _said("phone.several")
     if number:
         return number, None
-    return "", f"not a valid phone number ({problem})"
+    return "", _said("phone.invalid_because", detail=problem)
 
 
-_PARSE_PROBLEMS: Mapping[int, str] = {
-    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
-    phonenumbers.NumberParseException.NOT_A_NUMBER: "it does not look like a phone number",
-    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
-    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
-    phonenumbers.NumberParseException.TOO_LONG: "too long",
+_PARSE_PROBLEMS: Mapping[int, Wording] = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: _said("phone.unknown_country"),
+    phonenumbers.NumberParseException.NOT_A_NUMBER: _said("phone.not_a_number"),
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: _said("phone.too_short"),
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: _said("phone.too_short"),
+    phonenumbers.NumberParseException.TOO_LONG: _said("phone.too_long"),
 }
 
 
-_POSSIBILITY_PROBLEMS: Mapping[int, str] = {
-    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "the area code is missing",
-    phonenumbers.ValidationResult.TOO_SHORT: "too short",
-    phonenumbers.ValidationResult.TOO_LONG: "too long",
-    phonenumbers.ValidationResult.INVALID_LENGTH: "it has the wrong number of digits",
+_POSSIBILITY_PROBLEMS: Mapping[int, Wording] = {
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: _said("phone.no_area_code"),
+    phonenumbers.ValidationResult.TOO_SHORT: _said("phone.too_short"),
+    phonenumbers.ValidationResult.TOO_LONG: _said("phone.too_long"),
+    phonenumbers.ValidationResult.INVALID_LENGTH: _said("phone.wrong_length"),
 }
 
 
@@ -975,14 +1068,10 @@ def _phone(text: str) -> tuple[str, str | None]:
     try:
         number = phonenumbers.parse(text, "US")
     except phonenumbers.NumberParseException as exc:
-        return "", _PARSE_PROBLEMS.get(exc.error_type, "it does not look like a phone number")
+        return "", _PARSE_PROBLEMS.get(exc.error_type, _said("phone.not_a_number"))
     if not phonenumbers.is_valid_number(number):
         reason = phonenumbers.is_possible_number_with_reason(number)
-        return "", _POSSIBILITY_PROBLEMS.get(
-            reason,
-            "no such number exists; check the area code and digits, "
-            "and write numbers outside the US with + and the country code",
-        )
+        return "", _POSSIBILITY_PROBLEMS.get(reason, _said("phone.no_such_number"))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
 
 
@@ -1031,8 +1120,8 @@ def clean_language(text: str) -> _Cleaned:
     if len(parts) > 1:
         code = _language(parts[0])
         if code:
-            return code, "names more than one language; the first one is kept"
-    return "", "not a language casewatch knows (write a code like es or a name like Spanish)"
+            return code, _said("language.several")
+    return "", _said("language.unknown")
 
 
 def _language(text: str) -> str:

@@ -1,4 +1,10 @@
-"""`casewatch sandbox`: the fake USCIS Case Status API as a real HTTP server."""
+"""`casewatch sandbox`: the fake USCIS Case Status API as a real HTTP server.
+
+The WhatsApp and Twilio fakes are served beside it, under the same prefixes as
+`casewatch up` mounts them (config.BUILTIN_WHATSAPP_PREFIX, BUILTIN_TWILIO_PREFIX),
+signing with the secrets casewatch verifies (config.whatsapp_settings(),
+config.twilio_settings()).
+"""
 
 from __future__ import annotations
 
@@ -12,22 +18,37 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
 from casewatch.cli.output import fail
+from casewatch.config import (
+    BUILTIN_TWILIO_PREFIX,
+    BUILTIN_WHATSAPP_PREFIX,
+    ConfigError,
+    twilio_settings,
+    whatsapp_settings,
+)
 from casewatch.core.clock import ScaledClock
 from casewatch.uscis.sandbox.app import Limits, SandboxApp
 from casewatch.uscis.sandbox.faults import FaultSpecError, parse_faults
 from casewatch.uscis.sandbox.server import serve_in_thread
+from casewatch.uscis.sandbox.twilio_fake import TwilioFake
+from casewatch.uscis.sandbox.whatsapp_fake import WhatsAppFake
 from casewatch.uscis.sandbox.world import SyntheticWorld, TraceError, TraceWorld
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "sandbox",
-        help="run the fake USCIS Case Status API",
+        help="run the fake USCIS Case Status API (and the WhatsApp and Twilio fakes)",
         description=(
             "Serve the USCIS Case Status API's paths and JSON with synthetic cases, "
             "staging receipts or a replayed trace. Open around the clock with no limits "
-            "unless the flags say otherwise."
+            "unless the flags say otherwise. Beside it, under "
+            f"{BUILTIN_WHATSAPP_PREFIX} and {BUILTIN_TWILIO_PREFIX}, fakes of the WhatsApp "
+            "Cloud API and Twilio's Messages API that sign their callbacks with the secrets "
+            "casewatch verifies (point CASEWATCH_WHATSAPP_BASE_URL and "
+            "CASEWATCH_TWILIO_BASE_URL at them)."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -70,6 +91,21 @@ def register(commands: Any) -> None:
         help="append one JSON line per case-status lookup: arrival and answer times "
         "(epoch seconds), receipt, the client id its token was issued to, HTTP status, "
         "injected fault",
+    )
+    parser.add_argument(
+        "--callback-base",
+        metavar="URL",
+        help="where casewatch's web app listens, e.g. http://127.0.0.1:8000: the WhatsApp "
+        "fake posts delivery statuses and inbound messages to URL/webhooks/whatsapp, the "
+        "Twilio fake inbound SMS to URL/webhooks/twilio (its status callbacks go to each "
+        "message's StatusCallback); without it they are recorded, not sent",
+    )
+    parser.add_argument(
+        "--callback-delay",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between a message's status callbacks (sent, delivered, read)",
     )
     parser.add_argument("--client-id", help="accept only this client id (default: any)")
     parser.add_argument("--client-secret", help="accept only this client secret (default: any)")
@@ -116,10 +152,60 @@ def build_app(args: argparse.Namespace) -> SandboxApp | str:
     )
 
 
+def channel_fakes(
+    web_url: str | None, *, callback_delay: float = 1.0, builtin_only: bool = False
+) -> dict[str, WhatsAppFake | TwilioFake]:
+    """The WhatsApp and Twilio fakes by mount prefix, signing as casewatch verifies.
+
+    `web_url` is casewatch's web app, where callbacks and inbound messages go.
+    With `builtin_only`, a provider configured for real gets no fake (`casewatch up`).
+    Raises ConfigError when a provider's settings are half given.
+    """
+    whatsapp, twilio = whatsapp_settings(), twilio_settings()
+    base = web_url.rstrip("/") if web_url else None
+    fakes: dict[str, WhatsAppFake | TwilioFake] = {}
+    if whatsapp.builtin or not builtin_only:
+        fakes[BUILTIN_WHATSAPP_PREFIX] = WhatsAppFake(
+            app_secret=whatsapp.app_secret,
+            token=whatsapp.token,
+            phone_number_id=whatsapp.phone_number_id,
+            callback_url=f"{base}/webhooks/whatsapp" if base else None,
+            callback_delay=callback_delay,
+        )
+    if twilio.builtin or not builtin_only:
+        fakes[BUILTIN_TWILIO_PREFIX] = TwilioFake(
+            account_sid=twilio.account_sid,
+            auth_token=twilio.auth_token,
+            sender=twilio.sender,
+            inbound_url=f"{base}/webhooks/twilio" if base else None,
+            callback_delay=callback_delay,
+        )
+    return fakes
+
+
+def point_fakes_at(fakes: dict[str, WhatsAppFake | TwilioFake], web_url: str) -> None:
+    """Send the fakes' callbacks to casewatch at `web_url` (known once it listens)."""
+    for fake in fakes.values():
+        if isinstance(fake, WhatsAppFake):
+            fake.callback_url = f"{web_url.rstrip('/')}/webhooks/whatsapp"
+        else:
+            fake.inbound_url = f"{web_url.rstrip('/')}/webhooks/twilio"
+
+
 def run(args: argparse.Namespace) -> int:
     app = build_app(args)
     if isinstance(app, str):
         return fail(app)
+    if args.callback_delay < 0:
+        return fail("--callback-delay cannot be negative")
+    if args.callback_base and not args.callback_base.startswith(("http://", "https://")):
+        return fail(
+            f"--callback-base must be an http:// or https:// URL, got {args.callback_base!r}"
+        )
+    try:
+        fakes = channel_fakes(args.callback_base, callback_delay=args.callback_delay)
+    except ConfigError as exc:
+        return fail(str(exc))
     with contextlib.ExitStack() as open_files:
         if args.request_log is not None:
             try:
@@ -128,12 +214,19 @@ def run(args: argparse.Namespace) -> int:
                 )
             except OSError as exc:
                 return fail(f"--request-log: cannot write {args.request_log}: {exc.strerror}")
-        return _serve(app, args)
+        try:
+            return _serve(app, fakes, args)
+        finally:
+            for fake in fakes.values():
+                fake.stop()
 
 
-def _serve(app: SandboxApp, args: argparse.Namespace) -> int:
+def _serve(
+    app: SandboxApp, fakes: dict[str, WhatsAppFake | TwilioFake], args: argparse.Namespace
+) -> int:
     try:
-        server = serve_in_thread(app, args.host, args.port)
+        mounts: dict[str, Any] = dict(fakes)
+        server = serve_in_thread(DispatcherMiddleware(app, mounts), args.host, args.port)
     except OSError as exc:
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
     stop = threading.Event()
@@ -149,6 +242,8 @@ def _serve(app: SandboxApp, args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    for prefix in fakes:
+        print(f"  channel fake at {server.url}{prefix}", file=sys.stderr, flush=True)
     stop.wait()
     server.stop()
     return 0

@@ -1,8 +1,8 @@
 """`casewatch up`: the whole product on one machine, from one command.
 
 The web app runs under gunicorn (with the built-in USCIS sandbox mounted beside it
-when no credentials are set) and the worker runs as a child process; stopping
-`up` stops both.
+when no credentials are set, and the WhatsApp and Twilio fakes when those providers
+are not configured) and the worker runs as a child process; stopping `up` stops both.
 """
 
 from __future__ import annotations
@@ -18,10 +18,18 @@ from typing import Any
 from casewatch.cli.bootstrap import prepare_django
 from casewatch.cli.output import fail
 from casewatch.config import BUILTIN_SANDBOX_PREFIX as SANDBOX_PREFIX
-from casewatch.config import ensure_data_dir, uscis_settings
+from casewatch.config import (
+    BUILTIN_TWILIO_PREFIX,
+    BUILTIN_WHATSAPP_PREFIX,
+    ConfigError,
+    ensure_data_dir,
+    uscis_settings,
+)
 
 DEMO_CLOCK_SPEED = 2000.0
-DEMO_CHECK_INTERVAL_SECONDS = "60"
+DEMO_CHECK_INTERVAL_SECONDS = "20"
+# The demo checks its dozen cases every few seconds: far more than a day's real budget.
+DEMO_DAILY_BUDGET = "200000"
 WEB_THREADS = 8
 
 
@@ -67,14 +75,38 @@ def _first_run(data: Path) -> None:
     )
 
 
+def _load_demo() -> None:
+    from datetime import UTC, datetime
+
+    from casewatch.accounts.firms import default_firm
+    from casewatch.cli.demo import load_demo
+
+    added = load_demo(default_firm(), datetime.now(UTC))
+    if added:
+        print(
+            f"Demo: {added} sandbox cases of clients who speak several languages; their "
+            f"next status changes come within minutes. Quiet hours are off for the demo firm.",
+            flush=True,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     data = ensure_data_dir()
     settings = uscis_settings()
+    from casewatch.cli.sandbox import channel_fakes, point_fakes_at
+
+    try:
+        # Signing as the web app verifies; callbacks go to it once it listens (when_ready).
+        fakes = channel_fakes(None, builtin_only=True)
+    except ConfigError as exc:
+        return fail(str(exc))
     problem = _port_problem(args.host, args.port)
     if problem:
         return fail(problem)
     prepare_django()
     _first_run(data)
+    if args.demo:
+        _load_demo()
 
     from django.db import connections
     from gunicorn.app.base import BaseApplication
@@ -89,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if settings.uses_builtin_sandbox:
         speed = DEMO_CLOCK_SPEED if args.demo else 1.0
         mounts[SANDBOX_PREFIX] = SandboxApp(SyntheticWorld(), ScaledClock(speed=speed))
+    mounts.update(fakes)
     app = DispatcherMiddleware(application, mounts)
     connections.close_all()  # gunicorn forks; each process opens its own connection
     worker: list[subprocess.Popen[bytes]] = []
@@ -99,8 +132,19 @@ def run(args: argparse.Namespace) -> int:
         env = dict(os.environ)
         if settings.uses_builtin_sandbox:
             env["CASEWATCH_USCIS_BASE_URL"] = f"{url}{SANDBOX_PREFIX}"
+        # The fakes are forked into the web worker after this: they call back to `url`.
+        point_fakes_at(fakes, url)
+        for prefix, name in (
+            (BUILTIN_WHATSAPP_PREFIX, "CASEWATCH_WHATSAPP_BASE_URL"),
+            (BUILTIN_TWILIO_PREFIX, "CASEWATCH_TWILIO_BASE_URL"),
+        ):
+            if prefix in fakes:
+                env[name] = f"{url}{prefix}"
+        # Where providers call the worker's messages back (config.callback_base_url()).
+        env["CASEWATCH_WEB_URL"] = url
         if args.demo:
             env.setdefault("CASEWATCH_CHECK_INTERVAL_SECONDS", DEMO_CHECK_INTERVAL_SECONDS)
+            env.setdefault("CASEWATCH_USCIS_DAILY_BUDGET", DEMO_DAILY_BUDGET)
         worker.append(subprocess.Popen([sys.executable, "-m", "casewatch", "worker"], env=env))
         print(f"casewatch is running at {url}/", flush=True)
         if settings.uses_builtin_sandbox:
@@ -111,6 +155,17 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+        for prefix in fakes:
+            print(
+                f"  No {prefix.rsplit('/', 1)[-1]} provider is configured: messages go to the "
+                f"built-in fake at {url}{prefix} and reach no phone.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def worker_exit(server: Any, web_worker: Any) -> None:
+        for fake in fakes.values():
+            fake.stop()
 
     def on_exit(server: Any) -> None:
         for process in worker:
@@ -135,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
                 "proc_name": "casewatch",
                 "when_ready": when_ready,
                 "on_exit": on_exit,
+                "worker_exit": worker_exit,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)

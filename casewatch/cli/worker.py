@@ -1,4 +1,4 @@
-"""`casewatch worker`: the monitor (and, as they land, router and dispatcher) alone."""
+"""`casewatch worker`: the monitor, router and dispatcher, without the web app."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ from casewatch.cli.bootstrap import prepare_django
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "worker",
-        help="check due cases at USCIS and record what changed (runs until stopped)",
+        help="check due cases at USCIS, record changes, route and deliver notifications",
     )
-    parser.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="threads for checking USCIS and follow-ups (default 2)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -23,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from huey.contrib.djhuey import HUEY
 
     from casewatch.monitor import tasks
+    from casewatch.notify import tasks as notify_tasks
 
     logging.getLogger("huey").setLevel(logging.WARNING)
     tasks.poll_now()
@@ -30,9 +36,11 @@ def run(args: argparse.Namespace) -> int:
         workers=max(args.threads, 1), worker_type="thread", periodic=True, check_worker_health=True
     )
     # Huey sets this flag on SIGTERM/SIGINT; a round in progress sees it and ends.
-    tasks.stopping = consumer.stop_flag
+    tasks.stopping = notify_tasks.stopping = consumer.stop_flag
+    notify_tasks.start_delivery()
     try:
         consumer.run()
     finally:
         tasks.shut_down()
+        notify_tasks.shut_down()
     return 0

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+
+from casewatch.core.wording import Wording
 
 RECEIPT_PATTERN = re.compile(r"^[A-Z]{3}\d{10}$")
 
@@ -37,8 +40,33 @@ OFFICES: dict[str, str] = {
 SERVICE_CENTER_PREFIXES = frozenset(OFFICES) - {"IOE"}
 
 
+# What parse_receipt says, by message id: the English of the CLI and of `--json`.
+# Pages word them in their own language (casewatch.web.labels.WORDINGS).
+MESSAGES: Mapping[str, str] = {
+    "receipt.empty": "empty receipt number",
+    "receipt.length": (
+        "a receipt number has 13 characters (3 letters and 10 digits); {number} has {length}"
+    ),
+    "receipt.letters": "a receipt number starts with 3 letters; {number} does not",
+    "receipt.digits": "a receipt number ends with 10 digits; {number} does not",
+    "receipt.unknown_prefix": (
+        "unknown receipt prefix {prefix}: not a USCIS office casewatch knows"
+    ),
+}
+
+
+def _said(code: str, **params: object) -> Wording:
+    return Wording(code, MESSAGES[code], **params)
+
+
 class InvalidReceipt(ValueError):
     """The text cannot be a receipt number; the message says why, in plain words."""
+
+    @property
+    def wording(self) -> Wording | None:
+        """The reason as a message id and values, for a page in another language."""
+        reason = self.args[0] if self.args else None
+        return reason if isinstance(reason, Wording) else None
 
 
 @dataclass(frozen=True)
@@ -95,21 +123,18 @@ def parse_receipt(text: str) -> Receipt:
     """Normalize and validate `text`, or raise InvalidReceipt saying what is wrong."""
     number = normalize_receipt(text)
     if not number:
-        raise InvalidReceipt("empty receipt number")
+        raise InvalidReceipt(_said("receipt.empty"))
     if len(number) != 13:
-        raise InvalidReceipt(
-            f"a receipt number has 13 characters (3 letters and 10 digits); "
-            f"{number!r} has {len(number)}"
-        )
+        raise InvalidReceipt(_said("receipt.length", number=repr(number), length=len(number)))
     if not RECEIPT_PATTERN.match(number):
         if not number[:3].isalpha() or not number[:3].isascii():
-            raise InvalidReceipt(f"a receipt number starts with 3 letters; {number!r} does not")
-        raise InvalidReceipt(f"a receipt number ends with 10 digits; {number!r} does not")
+            raise InvalidReceipt(_said("receipt.letters", number=repr(number)))
+        raise InvalidReceipt(_said("receipt.digits", number=repr(number)))
     prefix = number[:3]
     office = OFFICES.get(prefix)
     warnings: list[str] = []
     if office is None:
-        warnings.append(f"unknown receipt prefix {prefix!r}: not a USCIS office casewatch knows")
+        warnings.append(_said("receipt.unknown_prefix", prefix=repr(prefix)))
     if prefix not in SERVICE_CENTER_PREFIXES:
         return Receipt(number=number, office=office, warnings=tuple(warnings))
     digits = number[3:]

@@ -26,23 +26,51 @@ View = Callable[Concatenate[HttpRequest, P], HttpResponse]
 
 SAFE_METHODS = ("GET", "HEAD")
 _CACHE = "_casewatch_membership"
+_ALL = "_casewatch_memberships"
+# The firm a member of several firms chose in the header (its pk), kept in the session.
+ACTIVE_FIRM = "casewatch_firm"
 
 
-def membership_of(request: HttpRequest) -> Membership | None:
-    """The signed-in user's place in their firm, read once per request."""
-    if hasattr(request, _CACHE):
-        cached: Membership | None = getattr(request, _CACHE)
+def memberships_of(request: HttpRequest) -> list[Membership]:
+    """Every firm the signed-in user belongs to, oldest membership first; read once."""
+    if hasattr(request, _ALL):
+        cached: list[Membership] = getattr(request, _ALL)
         return cached
-    membership = None
+    memberships: list[Membership] = []
     if request.user.is_authenticated:
-        membership = (
+        memberships = list(
             Membership.objects.filter(user_id=request.user.pk)
             .select_related("firm", "user")
             .order_by("pk")
-            .first()
         )
+    setattr(request, _ALL, memberships)
+    return memberships
+
+
+def membership_of(request: HttpRequest) -> Membership | None:
+    """The signed-in user's place in the firm they work in now, read once per request.
+
+    That is the firm chosen in the header (ACTIVE_FIRM in the session) while the user
+    still belongs to it, else their first firm.
+    """
+    if hasattr(request, _CACHE):
+        cached: Membership | None = getattr(request, _CACHE)
+        return cached
+    memberships = memberships_of(request)
+    session = getattr(request, "session", None)
+    chosen = session.get(ACTIVE_FIRM) if memberships and session is not None else None
+    membership = next((m for m in memberships if m.firm_id == chosen), None)
+    if membership is None and memberships:
+        membership = memberships[0]
     setattr(request, _CACHE, membership)
     return membership
+
+
+def forget_membership(request: HttpRequest) -> None:
+    """Read the member's firm afresh (after a switch, or a change to their settings)."""
+    for name in (_CACHE, _ALL):
+        if hasattr(request, name):
+            delattr(request, name)
 
 
 def staff_view(

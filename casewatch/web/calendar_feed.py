@@ -34,6 +34,7 @@ from casewatch.audit.chain import record, staff_actor
 from casewatch.cases.models import Deadline, DeadlineKind
 from casewatch.web.access import absolute_url, staff_view
 from casewatch.web.deadlines import NEXT_STEPS, counted_from, with_effective_due
+from casewatch.web.time_zones import member_zone
 
 TOKEN_BYTES = 32
 # Which open deadlines a member's feed carries, by role. "firm": all of the firm's;
@@ -219,7 +220,9 @@ def feed(request: HttpRequest, token: str) -> HttpResponse:
     """The .ics a calendar program fetches; no login, the secret in the address is the key."""
     membership = _subscriber(token)
     language = membership.language or settings.LANGUAGE_CODE
-    with translation.override(language):
+    # No session here: the member's zone decides "today" (which deadlines are too old to
+    # carry) as it does on their Deadlines page.
+    with translation.override(language), timezone.override(member_zone(membership)):
         body = build_calendar(request, membership).to_ical()
     response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
     response["Content-Disposition"] = 'inline; filename="casewatch-deadlines.ics"'

@@ -37,6 +37,7 @@ from casewatch.core.receipts import InvalidReceipt, parse_receipt
 from casewatch.monitor.checks import watched_cases
 from casewatch.web.access import staff_view
 from casewatch.web.case_list import attorneys
+from casewatch.web.outbox import case_notifications
 
 AUDIT_SHOWN = 100
 NOTE_MAX = 5000
@@ -155,6 +156,7 @@ def case_detail(request: HttpRequest, membership: Membership, pk: int) -> HttpRe
             "may_change": may_change,
             "audit": _audit_trail(case, events, comments) if may_audit else None,
             "note_form": NoteForm(),
+            "notifications": case_notifications(case),
             "note_max": NOTE_MAX,
             "client_language": CLIENT_LANGUAGES.get(case.client.language or "en")
             if case.client

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 from casewatch.accounts.permissions import Action, may
 from casewatch.config import USCIS_SANDBOX_BASE_URL, ConfigError, uscis_settings
-from casewatch.web.access import membership_of
+from casewatch.web.access import membership_of, memberships_of
 
 
 def reads_sandbox() -> bool:
@@ -35,9 +35,16 @@ def staff(request: HttpRequest) -> dict[str, Any]:
     """The member looking at the page, and which parts of the header are theirs to use.
 
     Languages are listed under their own names, untranslated, so anyone finds theirs.
+    The firm switcher shows only for a member of several firms; a signed-in user without
+    an e-mail address (the first admin `casewatch up` made) is asked to add one, since
+    a forgotten password can only be reset by e-mail.
     """
-    membership = membership_of(request) if request.user.is_authenticated else None
+    signed_in = request.user.is_authenticated
+    membership = membership_of(request) if signed_in else None
+    firms = memberships_of(request) if membership is not None else []
     return {
+        "firm_choices": firms if len(firms) > 1 else [],
+        "needs_email": membership is not None and not getattr(request.user, "email", ""),
         "language_choices": settings.LANGUAGES,
         "membership": membership,
         "may_manage_team": membership is not None and may(membership.role, Action.MANAGE_TEAM),

@@ -95,6 +95,9 @@ class ChangeRow:
     assign_url: str = ""
     comment_url: str = ""
     member_options: str = ""  # "Assign to" as safe HTML, its assignee selected
+    # What a follow-up done in place (htmx) did to this change, shown on its card.
+    notice: str = ""
+    notice_level: str = "success"
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,12 @@ def _row(event: StatusEvent, comments: tuple[Comment, ...] = ()) -> ChangeRow:
 
 
 def _when(event: StatusEvent) -> str:
+    """When USCIS posted the change (a day) and when casewatch saw it (a time, with the
+    member's zone as people abbreviate it: "PST", not "America/Los_Angeles")."""
+    observed = timezone.localtime(event.observed_at)
     seen = _("casewatch saw it on %(seen)s %(zone)s.") % {
-        "seen": date_format(timezone.localtime(event.observed_at), "DATETIME_FORMAT"),
-        "zone": timezone.get_current_timezone_name(),
+        "seen": date_format(observed, "DATETIME_FORMAT"),
+        "zone": observed.tzname() or timezone.get_current_timezone_name(),
     }
     if event.uscis_date is None:
         return seen
@@ -321,19 +327,10 @@ def _members(membership: Membership) -> QuerySet[Membership]:
     )
 
 
-def dashboard(request: HttpRequest, membership: Membership) -> HttpResponse:
-    """The page itself; `views.home` has already let the member in (VIEW_CASES)."""
-    now = timezone.now()
-    today = timezone.localdate(now)
+def _changes_context(membership: Membership, now: datetime) -> dict[str, Any]:
+    """What the "changes since you last looked" part shows, on the page and refreshed."""
     changes, changes_total, since = changes_since(membership, now)
-    critical, more_critical = unacknowledged_critical(membership, now)
-    deadlines, more_deadlines = upcoming_deadlines(membership, today)
-    may_follow_up = may(membership.role, Action.FOLLOW_UP_CHANGES)
-    if may_follow_up and critical:
-        critical = _with_actions(critical, list(_members(membership)))
-    context: dict[str, Any] = {
-        "firm": membership.firm,
-        "me": membership,
+    return {
         "now": now,
         "changes": changes,
         "changes_total": changes_total,
@@ -342,6 +339,26 @@ def dashboard(request: HttpRequest, membership: Membership) -> HttpResponse:
         "seen_before": membership.changes_seen_until is not None
         and membership.changes_seen_until >= now - CHANGES_WINDOW,
         "changes_window_days": CHANGES_WINDOW.days,
+    }
+
+
+def dashboard(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The page itself; `views.home` has already let the member in (VIEW_CASES).
+
+    "Today" is the member's (the middleware activated their zone): a deadline is overdue
+    from the first minute of the day after it, on their clock.
+    """
+    now = timezone.now()
+    today = timezone.localdate(now)
+    critical, more_critical = unacknowledged_critical(membership, now)
+    deadlines, more_deadlines = upcoming_deadlines(membership, today)
+    may_follow_up = may(membership.role, Action.FOLLOW_UP_CHANGES)
+    if may_follow_up and critical:
+        critical = _with_actions(critical, list(_members(membership)))
+    context: dict[str, Any] = {
+        "firm": membership.firm,
+        "me": membership,
+        **_changes_context(membership, now),
         "critical": critical,
         "more_critical": more_critical,
         "critical_window_days": CRITICAL_WINDOW.days,
@@ -355,6 +372,31 @@ def dashboard(request: HttpRequest, membership: Membership) -> HttpResponse:
         "comment_max": follow_ups.COMMENT_MAX_LENGTH,
     }
     return render(request, "dashboard/dashboard.html", context)
+
+
+# --- Live parts: what htmx fetches every 45 seconds ------------------------------------
+
+
+@staff_view(Action.VIEW_CASES)
+def uscis_part(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The USCIS health panel alone, for htmx; a browser without it gets the dashboard."""
+    if not request.htmx:  # type: ignore[attr-defined]
+        return _back()
+    return render(request, "dashboard/uscis.html", {"uscis": uscis_panel()})
+
+
+@staff_view(Action.VIEW_CASES)
+def changes_part(request: HttpRequest, membership: Membership) -> HttpResponse:
+    """The "changes since you last looked" part alone, with the count in the page's
+    jump links (an out-of-band swap); a browser without htmx gets the dashboard."""
+    if not request.htmx:  # type: ignore[attr-defined]
+        return _back("changes")
+    return _changes_part(request, membership)
+
+
+def _changes_part(request: HttpRequest, membership: Membership) -> HttpResponse:
+    context = {**_changes_context(membership, timezone.now()), "live": True}
+    return render(request, "dashboard/changes_live.html", context)
 
 
 # --- What a member does from the dashboard -------------------------------------------
@@ -380,6 +422,9 @@ def mark_seen(request: HttpRequest, membership: Membership) -> HttpResponse:
     before = membership.changes_seen_until
     if before is None or until > before:
         Membership.objects.filter(pk=membership.pk).update(changes_seen_until=until)
+        membership.changes_seen_until = until
+    if request.htmx:  # type: ignore[attr-defined]
+        return _changes_part(request, membership)
     messages.success(request, _("All changes up to now are marked as seen."))
     return _back("changes")
 
@@ -398,14 +443,12 @@ def acknowledge(request: HttpRequest, membership: Membership, pk: int) -> HttpRe
     event = _event_of(membership, pk)
     if request.method != "POST":
         return _back("critical")
+    receipt = {"receipt": _receipt(event)}
     if follow_ups.acknowledge(event, by=membership.user):
-        messages.success(request, _("Acknowledged: %(receipt)s.") % {"receipt": _receipt(event)})
+        text, level = _("Acknowledged: %(receipt)s.") % receipt, "success"
     else:
-        messages.info(
-            request,
-            _("%(receipt)s was acknowledged already.") % {"receipt": _receipt(event)},
-        )
-    return _back("critical")
+        text, level = _("%(receipt)s was acknowledged already.") % receipt, "info"
+    return _followed_up(request, membership, event, text, level, anchor="critical")
 
 
 @staff_view(Action.VIEW_CASES, change=Action.FOLLOW_UP_CHANGES)
@@ -417,8 +460,8 @@ def assign(request: HttpRequest, membership: Membership, pk: int) -> HttpRespons
     member = None
     if chosen:
         if not chosen.isdigit():
-            messages.error(request, _("Choose a member of the firm."))
-            return _back(f"critical-{event.pk}")
+            text = _("Choose a member of the firm.")
+            return _followed_up(request, membership, event, text, "error")
         member = get_object_or_404(_members(membership), pk=int(chosen))
     follow_ups.assign(event, member, by=membership.user)
     if member is None:
@@ -428,8 +471,7 @@ def assign(request: HttpRequest, membership: Membership, pk: int) -> HttpRespons
             "receipt": _receipt(event),
             "name": person_name(member),
         }
-    messages.success(request, text)
-    return _back(f"critical-{event.pk}")
+    return _followed_up(request, membership, event, text)
 
 
 @staff_view(Action.VIEW_CASES, change=Action.FOLLOW_UP_CHANGES)
@@ -439,15 +481,53 @@ def comment(request: HttpRequest, membership: Membership, pk: int) -> HttpRespon
         return _back("critical")
     body = request.POST.get("body", "").strip()
     if not body or len(body) > follow_ups.COMMENT_MAX_LENGTH:
-        messages.error(
-            request,
-            _("Write a comment of up to %(limit)s characters.")
-            % {"limit": follow_ups.COMMENT_MAX_LENGTH},
-        )
-        return _back(f"critical-{event.pk}")
+        text = _("Write a comment of up to %(limit)s characters.") % {
+            "limit": follow_ups.COMMENT_MAX_LENGTH
+        }
+        return _followed_up(request, membership, event, text, "error")
     follow_ups.comment(event, body, by=membership.user)
-    messages.success(request, _("Comment added to %(receipt)s.") % {"receipt": _receipt(event)})
-    return _back(f"critical-{event.pk}")
+    text = _("Comment added to %(receipt)s.") % {"receipt": _receipt(event)}
+    return _followed_up(request, membership, event, text)
+
+
+def _followed_up(
+    request: HttpRequest,
+    membership: Membership,
+    event: StatusEvent,
+    text: str,
+    level: str = "success",
+    *,
+    anchor: str = "",
+) -> HttpResponse:
+    """What a member sees after acknowledging, assigning or commenting.
+
+    Through htmx: the change's card alone, as it is now, saying what was done. Without
+    JavaScript: the dashboard again, at the card (or `anchor`), the same words on top.
+    """
+    if request.htmx:  # type: ignore[attr-defined]
+        row = replace(critical_row(membership, event.pk), notice=text, notice_level=level)
+        return render(
+            request,
+            "dashboard/changes.html",
+            {"rows": [row], "place": "critical", "comment_max": follow_ups.COMMENT_MAX_LENGTH},
+        )
+    messages.add_message(request, _LEVELS[level], text)
+    return _back(anchor or f"critical-{event.pk}")
+
+
+_LEVELS = {"success": messages.SUCCESS, "info": messages.INFO, "error": messages.ERROR}
+
+
+def critical_row(membership: Membership, pk: int) -> ChangeRow:
+    """One change of the member's firm as the critical list shows it, with its comments
+    and the forms to follow it up."""
+    event = _events().get(pk=pk, firm=membership.firm)
+    comments = tuple(
+        Comment.objects.filter(firm=membership.firm, event=event)
+        .select_related("author")
+        .order_by("created_at", "pk")
+    )
+    return _with_actions([_row(event, comments)], list(_members(membership)))[0]
 
 
 def _receipt(event: StatusEvent) -> str:

@@ -46,6 +46,7 @@ from casewatch.cases.sheet import (
     read_sheet_bytes,
 )
 from casewatch.core.receipts import normalize_receipt, split_receipt_list
+from casewatch.core.wording import Wording
 from casewatch.web import held_files
 from casewatch.web.access import staff_view
 from casewatch.web.intake_forms import (
@@ -55,6 +56,7 @@ from casewatch.web.intake_forms import (
     ReceiptsForm,
     UploadForm,
 )
+from casewatch.web.labels import in_words, is_worded
 
 UPLOAD = "import"
 # Rows shown as they will be stored, and problems or duplicates listed, before "and N more".
@@ -148,7 +150,7 @@ def import_upload(request: HttpRequest, membership: Membership) -> HttpResponse:
         except NoReceiptColumn:
             sheet, mapping = None, {}
         except SheetError as exc:
-            problem = str(exc)
+            problem = _reason(exc)
         if not problem:
             if sheet is not None:
                 mapping = sheet.mapping
@@ -188,8 +190,13 @@ def _open_upload(token: str, membership: Membership) -> _Upload:
     try:
         sheet = read_sheet_bytes(data, meta["name"], mapping=_mapping(meta))
     except SheetError as exc:
-        return _Upload(token, meta, None, str(exc))
+        return _Upload(token, meta, None, _reason(exc))
     return _Upload(token, meta, sheet)
+
+
+def _reason(exc: SheetError) -> str:
+    """Why a file cannot be read, in the page's language."""
+    return in_words(exc.args[0] if exc.args else str(exc))
 
 
 @staff_view(Action.CHANGE_CASES, change=Action.CHANGE_CASES)
@@ -295,22 +302,28 @@ def _problem(result: RowResult, error: dict[str, Any]) -> dict[str, Any]:
         outcome = "kept"
     else:
         outcome = "dropped"
+    message = error["message"]
     return {
         "line": error["row"],
         "column": column or "",
         "value": error["value"],
-        "message": error["message"],
+        "message": message,
+        # The message's id and values, kept so that the result page can word it later.
+        "wording": message.as_data() if isinstance(message, Wording) else None,
         "outcome": outcome,
     }
 
 
 def _labelled(problems: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Problems with their column and outcome in the words of the page's language."""
+    """Problems with their column, outcome and message in the words of the page's language
+    (a message kept without its id stays in English, and says so: `message_lang`)."""
     return [
         {
             **problem,
             "column_label": COLUMN_LABELS.get(problem["column"], problem["column"]),
             "outcome_label": OUTCOMES[problem["outcome"]],
+            "message_label": in_words(problem["message"], problem.get("wording")),
+            "message_lang": "" if is_worded(problem["message"], problem.get("wording")) else "en",
         }
         for problem in problems
     ]
@@ -444,7 +457,15 @@ def _pasted(
             entry = {"item": result.line, "receipt": receipt, "case": after.get(receipt)}
             (duplicates if receipt in before else created).append(entry)
         elif result.rejected:
-            invalid.append({"item": result.line, "text": text, "message": result.errors[0].message})
+            message = result.errors[0].message
+            invalid.append(
+                {
+                    "item": result.line,
+                    "text": text,
+                    "message": in_words(message),
+                    "message_lang": "" if is_worded(message) else "en",
+                }
+            )
         else:
             repeats.append({"item": result.line, "text": text})
     return {

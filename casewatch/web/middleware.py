@@ -1,4 +1,5 @@
-"""Per-request rules of the staff app: sessions end when unused; each member's language."""
+"""Per-request rules of the staff app: sessions end when unused; each member's language
+and time zone; an expired session seen by htmx sends the whole page to the login."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponse
-from django.utils import translation
+from django.shortcuts import resolve_url
+from django.utils import timezone, translation
+from django_htmx.http import HttpResponseClientRedirect
 
 from casewatch.web.access import membership_of
+from casewatch.web.time_zones import member_zone
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
@@ -51,5 +55,44 @@ def member_language(get_response: Handler) -> Handler:
             translation.activate(membership.language)
             request.LANGUAGE_CODE = membership.language
         return get_response(request)
+
+    return middleware
+
+
+def member_time_zone(get_response: Handler) -> Handler:
+    """Show every date and time in the member's zone (their own, else their firm's).
+
+    Runs after authentication. Django converts aware datetimes to the active zone when a
+    template shows them, and `timezone.localdate()` ("today", "overdue") follows it too.
+    The zone is let go after the response, so that the next request on this thread (an
+    anonymous one) is back on UTC.
+    """
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        membership = membership_of(request) if request.user.is_authenticated else None
+        if membership is None:
+            return get_response(request)
+        timezone.activate(member_zone(membership))
+        try:
+            return get_response(request)
+        finally:
+            timezone.deactivate()
+
+    return middleware
+
+
+def htmx_login(get_response: Handler) -> Handler:
+    """A live part of a page asked for after the session ended: reload the whole page on
+    the login form rather than put the login form inside the part."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        response = get_response(request)
+        if (
+            getattr(request, "htmx", False)
+            and response.status_code == 302
+            and response.get("Location", "").startswith(resolve_url(settings.LOGIN_URL))
+        ):
+            return HttpResponseClientRedirect(response["Location"])
+        return response
 
     return middleware

@@ -65,6 +65,7 @@ from casewatch.web import held_files
 from casewatch.web.access import staff_view
 from casewatch.web.intake import known_cases
 from casewatch.web.intake_forms import ReceiptsForm
+from casewatch.web.labels import in_words
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class Row:
     urgency: str
     problem: str  # a key of NOT_ASKED or ANSWERS, or ""
     case_id: int | None
+    reason: str = ""  # why an input is not a receipt number, in the page's language
 
     @property
     def problem_label(self) -> Promise | str:
@@ -167,6 +169,15 @@ def _valid(text: str) -> bool:
     except InvalidReceipt:
         return False
     return True
+
+
+def _not_a_receipt(text: str) -> str:
+    """What is wrong with an input that is not a receipt number, as the parser says it."""
+    try:
+        parse_receipt(text)
+    except InvalidReceipt as exc:
+        return in_words(exc.wording or str(exc))
+    return ""
 
 
 def _budget() -> dict[str, Any]:
@@ -228,9 +239,11 @@ def _stream(
     middle, tail = rest.split(str(_SUMMARY), 1)
     check = _Check(membership, inputs)
     language = translation.get_language()
+    # The rows are written after the middleware let go of the member's language and zone.
+    zone = timezone.get_current_timezone()
 
     def chunks() -> Iterator[str]:
-        with translation.override(language):
+        with translation.override(language), timezone.override(zone):
             yield head
             yield from check.rows()
             yield middle
@@ -347,6 +360,7 @@ class _Check:
             urgency=classification.urgency if classification else "",
             problem=problem,
             case_id=None if problem == "invalid_input" else self.cases.get(result.receipt_number),
+            reason=_not_a_receipt(result.input) if problem == "invalid_input" else "",
         )
 
     def _keep(self, done: _Done) -> str:

@@ -8,8 +8,9 @@ on retries and fallbacks, and applies the outcome.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 Outcome = Literal["sent", "transient", "permanent"]
 
@@ -24,6 +25,8 @@ class Rendered:
     # WhatsApp: the approved template's name and its body parameters, in order.
     template: str = ""
     template_params: tuple[str, ...] = ()
+    # WhatsApp: the template translation's language code ("pt_BR"); empty: Outgoing.language.
+    template_language: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,10 @@ class Outgoing:
     # Inside WhatsApp's 24-hour window free text is allowed; outside it, templates only.
     free_text_allowed: bool = False
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # Outbound webhook: the event's type, the JSON body to send and the endpoint's secret.
+    event_type: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    signing_secret: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,8 @@ class SendResult:
     fall_back: bool = False
     # The recipient opted out at the provider (Twilio 21610): consent is withdrawn.
     opted_out: bool = False
+    # Already in the recipient's hands (in-app: stored is delivered).
+    delivered: bool = False
 
 
 class Transport(ABC):
