@@ -16,6 +16,7 @@ from casewatch.web import (
     deadlines,
     insights,
     intake,
+    messaging_settings,
     my_account,
     outbox,
     provider_webhooks,
@@ -61,6 +62,19 @@ urlpatterns = [
     path("dashboard/uscis/", dashboard.uscis_part, name="dashboard-uscis"),
     path("dashboard/changes/", dashboard.changes_part, name="dashboard-changes"),
     path("team/", team.team_page, name="team"),
+    path("settings/messaging/", messaging_settings.messaging_settings, name="messaging-settings"),
+    path("settings/messaging/rules/new/", messaging_settings.add_rule, name="messaging-rule-add"),
+    path("settings/messaging/rules/<int:pk>/", messaging_settings.edit_rule, name="messaging-rule"),
+    path(
+        "settings/messaging/rules/<int:pk>/delete/",
+        messaging_settings.delete_rule_view,
+        name="messaging-rule-delete",
+    ),
+    path(
+        "settings/messaging/rules/<int:pk>/move/",
+        messaging_settings.move_rule_view,
+        name="messaging-rule-move",
+    ),
     path("team/members/<int:pk>/role/", team.change_role, name="team-role"),
     path("team/members/<int:pk>/remove/", team.remove_member, name="team-remove"),
     path(

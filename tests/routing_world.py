@@ -120,6 +120,7 @@ def change(
     *,
     at: datetime = NOW - timedelta(minutes=5),
     initial: bool = False,
+    source: str = "sandbox",
 ) -> StatusEvent:
     """A change of the case to a catalog status, as the monitor records it."""
     if status == "unknown":
@@ -139,7 +140,7 @@ def change(
         title_es=title_es,
         uscis_date=at - timedelta(hours=3),
         observed_at=at,
-        source="sandbox",
+        source=source,
         initial=initial,
     )
     Case.objects.filter(pk=case.pk).update(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.utils.html import escape
 
 from casewatch.core.statuses import CATEGORIES, default_catalog
 from casewatch.notify.messages import (
@@ -20,6 +21,7 @@ from casewatch.notify.messages import (
     DOC,
     STAFF_LANGUAGES,
     STAFF_PARAMS,
+    TEST_DATA,
     FaqAnswer,
     MessagesError,
     _check_text,
@@ -34,6 +36,7 @@ from casewatch.notify.messages import (
     whatsapp_language,
     whatsapp_templates,
 )
+from casewatch.notify.messages import _whatsapp_source as whatsapp_source_language
 from casewatch.notify.models import MessageKind
 
 NON_ENGLISH = [code for code in CLIENT_LANGUAGES if code != "en"]
@@ -91,7 +94,16 @@ def _latin_left(text: str) -> str:
 def _texts(language: str) -> Iterator[tuple[str, str]]:
     """Every client text a language file holds, with where it is, in file order."""
     lang = languages()[language]
-    for field in ("firm_name", "subject", "body", "opt_out", "due", "portal", "faq_question"):
+    for field in (
+        "firm_name",
+        "subject",
+        "body",
+        "opt_out",
+        "due",
+        "portal",
+        "test_data",
+        "faq_question",
+    ):
         value = lang.client[field]
         for n, wording in enumerate(value if isinstance(value, list) else [value]):
             yield f"client.{field}[{n}]", wording
@@ -521,3 +533,44 @@ def test_explanation_gives_the_portal_the_same_words_as_the_message() -> None:
     rendered = render(_client("card_mailed", "document_mailed"), "vi", audience="client")
     assert said.happened in rendered.text and said.next_step in rendered.text
     assert said.title in rendered.subject
+
+
+# ------------------------------------------------------------------ sandbox data
+
+TEST_DATA_LINES = {
+    "en": "Test data — not from USCIS",
+    "es": "Datos de prueba: no vienen de USCIS",
+}
+
+
+@pytest.mark.parametrize("language", CLIENT_LANGUAGES)
+def test_a_client_message_about_sandbox_data_says_so_in_text_html_and_whatsapp(
+    language: str,
+) -> None:
+    notice = languages()[language].client[TEST_DATA]
+    wa_notice = languages()[whatsapp_source_language(language)].client[TEST_DATA]
+    for category in CATEGORIES:
+        status = _status_of(category)
+        test = render(_client(status, category, test_data="1"), language, audience="client")
+        assert test.text.splitlines()[1].startswith(notice), (language, category)
+        assert f"<strong>{escape(notice)}</strong>" in test.html
+        assert any(wa_notice in value for value in test.template_params)
+        real = render(_client(status, category), language, audience="client")
+        assert notice not in real.text and escape(notice) not in real.html
+        assert not any(wa_notice in value for value in real.template_params)
+        assert len(test.template_params) == len(real.template_params)
+    if language in TEST_DATA_LINES:
+        assert notice.startswith(TEST_DATA_LINES[language])
+
+
+@pytest.mark.parametrize("language", STAFF_LANGUAGES)
+@pytest.mark.parametrize("kind", ["status_change", "escalation"])
+def test_a_staff_message_about_sandbox_data_says_so_first(kind: str, language: str) -> None:
+    notice = languages()[language].staff[TEST_DATA]  # type: ignore[index]
+    assert notice.startswith(TEST_DATA_LINES[language])
+    params = {"receipt": "IOE0912345678", "status": "rfe_sent", "category": "evidence_requested"}
+    test = render({"key": kind, "params": {**params, "test_data": "1"}}, language, audience="staff")
+    assert test.text.splitlines()[0] == notice
+    assert f"<p><strong>{escape(notice)}</strong></p>" in test.html
+    real = render({"key": kind, "params": params}, language, audience="staff")
+    assert notice not in real.text and escape(notice) not in real.html

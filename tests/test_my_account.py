@@ -346,3 +346,79 @@ def test_leaving_the_chosen_firm_falls_back_to_the_first(firm: Firm) -> None:
     theirs.delete()
     listing = browser.get("/cases/").content.decode()
     assert "EAC2490000001" in listing
+
+
+# --- Where a member is alerted ----------------------------------------------------------
+
+
+def _contact(**fields: Any) -> dict[str, Any]:
+    return {"do": "contact", **{f"contact-{k}": v for k, v in fields.items()}}
+
+
+def test_a_member_gives_a_phone_for_sms_alerts_stored_in_e164_and_encrypted(firm: Firm) -> None:
+    from django.db import connection
+
+    from casewatch.notify.models import StaffContact
+
+    paula = _member(firm, "paula")
+    response = _browser(paula).post(
+        "/account/", _contact(phone="(202) 555-0142", channels=["email", "sms"])
+    )
+    assert response.status_code == 302
+    contact = StaffContact.objects.get(membership=paula)
+    assert contact.phone == "+12025550142"
+    assert contact.channels == ["in_app", "email", "sms"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT phone FROM {StaffContact._meta.db_table} WHERE membership_id = %s",
+            [paula.pk],
+        )
+        [(raw,)] = cursor.fetchall()
+    assert raw and "2025550142" not in raw and "555" not in raw
+    [entry] = _entries("member.contact_changed")
+    assert entry.actor == f"user:{paula.user_id}"
+    assert entry.details == {
+        "channels": {"from": [], "to": ["in_app", "email", "sms"]},
+        "phone_changed": True,
+        "has_phone": True,
+    }
+    assert "555" not in json.dumps(entry.details)
+    page = _browser(paula).get("/account/").content.decode()
+    assert 'value="+12025550142"' in page
+    assert verify().ok
+
+
+@pytest.mark.parametrize(
+    ("phone", "words"),
+    [
+        ("call me", "is not a phone number"),
+        ("+1 555 0100", "is not a number that can receive text messages"),
+        ("", "Give a mobile phone number to get alerts by SMS."),
+    ],
+)
+def test_a_phone_that_cannot_get_sms_is_refused_and_the_input_kept(
+    firm: Firm, phone: str, words: str
+) -> None:
+    from casewatch.notify.models import StaffContact
+
+    paula = _member(firm, "paula")
+    response = _browser(paula).post("/account/", _contact(phone=phone, channels=["sms"]))
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert words in html
+    if phone:
+        assert f'value="{phone}"' in html
+    assert not StaffContact.objects.exists() and not _entries("member.contact_changed")
+
+
+def test_a_member_who_wants_only_the_app_gets_no_email_alerts(firm: Firm) -> None:
+    from casewatch.notify.models import StaffContact
+    from casewatch.notify.route import load_firm
+
+    paula = _member(firm, "paula", email="paula@example.test")
+    page = _browser(paula).get("/account/").content.decode()
+    assert 'value="email" id="id_contact-channels_0" checked' in page  # the default
+    _browser(paula).post("/account/", _contact(phone=""))
+    assert StaffContact.objects.get(membership=paula).channels == ["in_app"]
+    [member] = load_firm(firm.pk).members
+    assert member.channels(["in_app", "email", "sms"]) == [("in_app", "")]

@@ -25,6 +25,7 @@ from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Reminder, StatusEvent
 from casewatch.core.statuses import CATEGORIES, URGENCIES
 from casewatch.monitor.models import OperationalEvent
+from casewatch.notify.messages import render
 from casewatch.notify.models import (
     MessagingPolicy,
     Notification,
@@ -226,7 +227,7 @@ def test_a_clients_language_outside_the_ten_is_english(office: Office) -> None:
 def test_messages_carry_the_change_and_the_clients_reference_but_never_their_name(
     office: Office,
 ) -> None:
-    rfe = change(office.case, "rfe_sent")
+    rfe = change(office.case, "rfe_sent", source="uscis")
     route_pending(NOW)
     staff = Notification.objects.get(event=rfe, channel="email", user=office.attorney.user)
     assert staff.message == {
@@ -719,3 +720,18 @@ def test_two_routers_at_once_create_each_notification_once() -> None:
         reports += [route_batch(batch, NOW) for batch in batches]
     assert sum(r.routed for r in reports) == len(events) + 1
     assert_each_routed_once(events)
+
+
+def test_messages_of_a_change_read_from_the_sandbox_say_it_is_test_data(office: Office) -> None:
+    sandbox = change(office.case, "rfe_sent", source="sandbox")
+    real = change(another_case(office, 21), "rfe_sent", source="uscis")
+    route_pending(NOW)
+    told = Notification.objects.filter(event=sandbox).exclude(channel="webhook")
+    assert {n.recipient_kind for n in told} == {"staff", "client"}
+    assert all(n.message["params"]["test_data"] == "1" for n in told)
+    assert not any("test_data" in n.message["params"] for n in real.notifications.all())
+    client = told.get(recipient_kind="client")
+    assert (
+        "Datos de prueba: no vienen de USCIS"
+        in render(client.message, client.language, audience="client").text
+    )

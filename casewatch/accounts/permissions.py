@@ -34,6 +34,8 @@ class Action(StrEnum):
     ISSUE_PORTAL_LINK = "issue_portal_link"
     # A member's own in-app notifications: opening one marks it read.
     OWN_INBOX = "own_inbox"
+    # The firm's messaging settings: quiet hours, escalation, follow-ups, routing rules.
+    MANAGE_MESSAGING = "manage_messaging"
 
 
 EVERYONE = frozenset(Role)
@@ -52,6 +54,7 @@ ALLOWED: Mapping[Action, frozenset[Role]] = {
     Action.MANAGE_CONSENT: CASE_WORKERS,
     Action.ISSUE_PORTAL_LINK: CASE_WORKERS,
     Action.OWN_INBOX: EVERYONE,
+    Action.MANAGE_MESSAGING: frozenset({Role.ADMIN}),
 }
 
 # Actions that only look; a request that changes something may never be allowed by one.

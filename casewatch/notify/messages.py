@@ -88,8 +88,12 @@ _FRAME_PLACES: Mapping[str, tuple[str, ...]] = {
     "opt_out": (),
     "due": ("due_on",),
     "portal": ("portal_url",),
+    "test_data": (),
     "faq_question": ("title",),
 }
+# A message parameter (set by the router for an event whose source is the sandbox) that
+# makes every form of the message say first that the data is not from USCIS.
+TEST_DATA = "test_data"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _STRAY_BRACE = re.compile(r"[{}]")
 
@@ -258,6 +262,7 @@ def _load_language(code: str) -> Language:
 
 
 def _check_staff(staff: Mapping[str, Any], where: str) -> None:
+    _check_text(staff.get(TEST_DATA), f"{where} staff.{TEST_DATA}", ())
     for group, codes in (
         ("categories", CATEGORIES),
         ("urgencies", ("action", "progress", "info", "review")),
@@ -552,16 +557,21 @@ def _client_values(
         if text and html:
             pieces.append((text, html))
     firm = params.get("firm_name") or _fill(frame["firm_name"], {}) or ""
+    happened: list[tuple[str, str]] = [(entry["happened"], str(escape(entry["happened"])))]
+    if params.get(TEST_DATA):
+        # First, inside a sentence the WhatsApp template already has: its parameters stay.
+        notice = frame[TEST_DATA]
+        happened.insert(0, (notice, str(format_html("<strong>{}</strong>", notice))))
     values = {
         "firm_name": firm,
         "receipt": params["receipt"],
-        "happened": entry["happened"],
+        "happened": _sentences(text for text, _ in happened),
         "next": _sentences(text for text, _ in pieces),
     }
     html_values = {
         "firm_name": str(escape(firm)),
         "receipt": str(escape(params["receipt"])),
-        "happened": str(escape(entry["happened"])),
+        "happened": _sentences(html for _, html in happened),
         "next": _sentences(html for _, html in pieces),
     }
     return values, html_values, entry["title"]
@@ -649,6 +659,9 @@ def _render_staff(
             lines.append((text, html))
     if kind == "digest":
         lines = _with_changes(lines, message, lang, changes)
+    if params.get(TEST_DATA):
+        notice = (lang.staff or {})[TEST_DATA]
+        lines.insert(0, (notice, str(format_html("<strong>{}</strong>", notice))))
     subject = _fill(message["subject"], values) or _fill(message["subject"], {}) or kind
     paragraphs = [html for _, html in lines]
     return Rendered(

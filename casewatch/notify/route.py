@@ -31,7 +31,7 @@ from casewatch.audit.chain import PendingEntry, record, record_many
 from casewatch.cases.models import Case, Client, Deadline, Reminder, StatusEvent
 from casewatch.monitor.models import OperationalEvent, OperationalKind
 from casewatch.notify.consent import consented_channels
-from casewatch.notify.messages import client_language, staff_language
+from casewatch.notify.messages import TEST_DATA, client_language, staff_language
 from casewatch.notify.models import (
     CLIENT_CHANNELS,
     Channel,
@@ -64,6 +64,8 @@ OPERATIONAL_KINDS: dict[str, str] = {
     OperationalKind.USCIS_UNREADABLE: MessageKind.USCIS_OUTAGE,
     OperationalKind.USCIS_RECOVERED: MessageKind.USCIS_RECOVERED,
 }
+# StatusEvent.source of a change read from a sandbox rather than from USCIS.
+SANDBOX_SOURCE = "sandbox"
 # What each reminder is called as a message.
 REMINDER_KINDS: dict[str, str] = {Reminder.KIND_RECEIPT_PENDING: MessageKind.RECEIPT_PENDING}
 # --- small shared pieces ----------------------------------------------------------------
@@ -224,6 +226,11 @@ def _title(event: StatusEvent, language: str) -> str:
     return event.title_es if language == "es" and event.title_es else event.title_en
 
 
+def test_data_params(event: StatusEvent) -> dict[str, str]:
+    """{"test_data": "1"} for a change read from the sandbox: its messages say so."""
+    return {TEST_DATA: "1"} if event.source == SANDBOX_SOURCE else {}
+
+
 def client_change_params(
     event: StatusEvent, case: Case, firm: Firm, due_on: str, language: str
 ) -> dict[str, str]:
@@ -236,6 +243,7 @@ def client_change_params(
         "firm_name": firm.name,
         "due_on": due_on,
         "uscis_title": _title(event, language),
+        **test_data_params(event),
     }
 
 
@@ -254,6 +262,7 @@ def staff_change_params(
         "due_on": due_on,
         "case_url": case_url(case.pk),
         "client_reference": client_reference,
+        **test_data_params(event),
     }
 
 

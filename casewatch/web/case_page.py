@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -35,12 +36,16 @@ from casewatch.cases.models import Case, Comment, StatusEvent
 from casewatch.cases.sheet import clean_form_type, split_tags
 from casewatch.core.receipts import InvalidReceipt, parse_receipt
 from casewatch.monitor.checks import watched_cases
+from casewatch.notify.models import InboundMessage
 from casewatch.web.access import staff_view
 from casewatch.web.case_list import attorneys
-from casewatch.web.outbox import case_notifications
+from casewatch.web.outbox import MEANINGS, case_notifications
 
 AUDIT_SHOWN = 100
 NOTE_MAX = 5000
+# The client's messages shown at once, newest first; older ones a page further on.
+CLIENT_MESSAGES_SHOWN = 20
+MAX_MESSAGE_PAGE = 1000
 
 # The languages casewatch writes to clients in (cli.md), named in the staff's language
 # (with a context: the header's language switcher names each language in itself).
@@ -157,12 +162,44 @@ def case_detail(request: HttpRequest, membership: Membership, pk: int) -> HttpRe
             "audit": _audit_trail(case, events, comments) if may_audit else None,
             "note_form": NoteForm(),
             "notifications": case_notifications(case),
+            "client_messages": client_messages(case, request.GET.get("messages")),
             "note_max": NOTE_MAX,
             "client_language": CLIENT_LANGUAGES.get(case.client.language or "en")
             if case.client
             else None,
         },
     )
+
+
+@dataclass(frozen=True)
+class ClientMessages:
+    """One page of what the case's client wrote to the firm, newest first."""
+
+    rows: list[InboundMessage]
+    number: int
+    has_older: bool
+
+    @property
+    def has_newer(self) -> bool:
+        return self.number > 1
+
+
+def client_messages(case: Case, page: str | None) -> ClientMessages:
+    """The client's WhatsApp and SMS messages to the firm (replies, STOP and START words),
+    each with its meaning in words; page `page` of CLIENT_MESSAGES_SHOWN."""
+    number = min(max(int(page), 1), MAX_MESSAGE_PAGE) if page and page.isdigit() else 1
+    if case.client_id is None:
+        return ClientMessages(rows=[], number=1, has_older=False)
+    start = (number - 1) * CLIENT_MESSAGES_SHOWN
+    found = list(
+        InboundMessage.objects.filter(firm_id=case.firm_id, client_id=case.client_id)
+        .defer("sender")
+        .order_by("-received_at", "-pk")[start : start + CLIENT_MESSAGES_SHOWN + 1]
+    )
+    rows = found[:CLIENT_MESSAGES_SHOWN]
+    for row in rows:
+        row.meaning_label = MEANINGS.get(row.meaning, row.meaning)  # type: ignore[attr-defined]
+    return ClientMessages(rows=rows, number=number, has_older=len(found) > len(rows))
 
 
 def _audit_trail(

@@ -50,4 +50,28 @@ def staff(request: HttpRequest) -> dict[str, Any]:
         "may_manage_team": membership is not None and may(membership.role, Action.MANAGE_TEAM),
         "may_add_cases": membership is not None and may(membership.role, Action.CHANGE_CASES),
         "may_check_status": membership is not None and may(membership.role, Action.CHECK_STATUS),
+        "may_manage_messaging": membership is not None
+        and may(membership.role, Action.MANAGE_MESSAGING),
+        # A callable: the template asks (one query) only when it renders the header.
+        "quiet_hours_notice": lambda: (
+            membership is not None
+            and _url_name(request) in QUIET_HOURS_PAGES
+            and quiet_hours_off(membership.firm_id)
+        ),
     }
+
+
+# Pages that say so when the firm turned quiet hours off: where messages are seen going out.
+QUIET_HOURS_PAGES = frozenset({"home", "outbox"})
+
+
+def _url_name(request: HttpRequest) -> str:
+    match = getattr(request, "resolver_match", None)
+    return str(match.url_name or "") if match is not None else ""
+
+
+def quiet_hours_off(firm_id: int) -> bool:
+    """Whether the firm turned quiet hours off: its clients may be messaged at any hour."""
+    from casewatch.notify.models import MessagingPolicy
+
+    return MessagingPolicy.objects.filter(firm_id=firm_id, quiet_hours=False).exists()

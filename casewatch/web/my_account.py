@@ -1,9 +1,10 @@
 """My account: what every member sets for themselves, and what an admin sets for the firm.
 
 One page, one form per subject (e-mail address, password, language and time zone,
-the firm's name and time zone); each form posts its own `do` and only that form's
-change is made, in one transaction with its audit entry. The audit entries name the
-member by id (audit.chain.staff_actor) and never hold an e-mail address.
+where the member is alerted besides the app, the firm's name and time zone); each
+form posts its own `do` and only that form's change is made, in one transaction with
+its audit entry. The audit entries name the member by id (audit.chain.staff_actor)
+and never hold an e-mail address or a phone number.
 
 Also here: the header's firm switcher, for a member of several firms.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import phonenumbers
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -31,6 +33,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from casewatch.accounts.models import Firm, Membership
 from casewatch.accounts.permissions import Action, may
 from casewatch.audit.chain import record, staff_actor
+from casewatch.notify.models import Channel, StaffContact
 from casewatch.web.access import ACTIVE_FIRM, forget_membership, memberships_of, staff_view
 from casewatch.web.account import remember_language
 from casewatch.web.middleware import SUPPORTED
@@ -89,6 +92,81 @@ class PreferencesForm(forms.Form):
         self.fields["time_zone"].initial = membership.time_zone
 
 
+# The channels a member may add to in-app alerts, which they always get.
+ALERT_CHANNELS = (Channel.EMAIL, Channel.SMS)
+
+
+def e164(text: str) -> str:
+    """The number in E.164 (+12025550142); a number without a country code is taken as US.
+
+    Raises ValidationError saying what is wrong with the number as typed.
+    """
+    try:
+        number = phonenumbers.parse(text, "US")
+    except phonenumbers.NumberParseException as exc:
+        raise forms.ValidationError(
+            _(
+                "%(phone)s is not a phone number: write it with its country code, "
+                "like +1 202 555 0142."
+            )
+            % {"phone": text}
+        ) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise forms.ValidationError(
+            _(
+                "%(phone)s is not a number that can receive text messages; "
+                "check its digits and country code."
+            )
+            % {"phone": text}
+        )
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class StaffContactForm(forms.Form):
+    """Where the member is alerted besides the app: e-mail, SMS (to this phone), or neither."""
+
+    prefix = "contact"
+    phone = forms.CharField(
+        label=gettext_lazy("Mobile phone for SMS alerts"), max_length=40, required=False
+    )
+    channels = forms.MultipleChoiceField(
+        label=gettext_lazy("Besides the app, alert me by"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, membership: Membership, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        channels_field = self.fields["channels"]
+        assert isinstance(channels_field, forms.MultipleChoiceField)
+        channels_field.choices = [(c.value, c.label) for c in ALERT_CHANNELS]
+        channels_field.help_text = _(
+            "SMS is sent only for changes that need action now, and only to the phone above."
+        )
+        self.fields["phone"].widget.attrs.update({"autocomplete": "tel", "inputmode": "tel"})
+        contact = StaffContact.objects.filter(membership=membership).first()
+        chose = list(contact.channels) if contact is not None else []
+        self.fields["phone"].initial = contact.phone if contact is not None else ""
+        # A member who never chose gets e-mail (casewatch/notify/route.py).
+        self.fields["channels"].initial = (
+            [c for c in chose if c in ALERT_CHANNELS] if chose else [Channel.EMAIL.value]
+        )
+
+    def clean_phone(self) -> str:
+        text: str = self.cleaned_data["phone"].strip()
+        return e164(text) if text else ""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if (
+            Channel.SMS in cleaned.get("channels", [])
+            and "phone" in cleaned
+            and not cleaned["phone"]
+        ):
+            self.add_error("phone", _("Give a mobile phone number to get alerts by SMS."))
+        return cleaned
+
+
 class FirmForm(forms.Form):
     """What an admin sets for the whole firm (fields prefixed: the page has two zone selects)."""
 
@@ -124,10 +202,15 @@ def my_account(request: HttpRequest, membership: Membership) -> HttpResponse:
     email_form = EmailForm(user, posted if do == "email" else None)
     password_form = PasswordChangeForm(user, posted if do == "password" else None)
     preferences_form = PreferencesForm(membership, posted if do == "preferences" else None)
+    contact_form = StaffContactForm(membership, posted if do == "contact" else None)
     firm_form = FirmForm(membership.firm, posted if do == "firm" else None)
     if posted is not None:
         if do == "firm" and not may_manage_firm:
             raise PermissionDenied(Action.MANAGE_TEAM.value)
+        if do == "contact" and contact_form.is_valid():
+            _save_contact(membership, contact_form.cleaned_data)
+            messages.success(request, _("Where you are alerted is saved."))
+            return _back()
         saved = _save(
             request, membership, do, email_form, password_form, preferences_form, firm_form
         )
@@ -142,6 +225,7 @@ def my_account(request: HttpRequest, membership: Membership) -> HttpResponse:
             "email_form": email_form,
             "password_form": password_form,
             "preferences_form": preferences_form,
+            "contact_form": contact_form,
             "firm_form": firm_form if may_manage_firm else None,
             "memberships": memberships_of(request),
         },
@@ -239,6 +323,38 @@ def _save_preferences(membership: Membership, language: str, zone: str) -> None:
                 actor=staff_actor(membership.user_id),
                 details=changed,
             )
+
+
+def _save_contact(membership: Membership, cleaned: dict[str, Any]) -> None:
+    """Phone and channels; the audit says what changed, never the number itself.
+
+    The channels are stored with in-app first, so "nothing besides the app" is a choice
+    the router honours rather than "never chose" (which means e-mail too).
+    """
+    phone: str = cleaned["phone"]
+    channels = [Channel.IN_APP.value, *(c for c in ALERT_CHANNELS if c in cleaned["channels"])]
+    with transaction.atomic():
+        contact, created = StaffContact.objects.select_for_update().get_or_create(
+            membership=membership
+        )
+        before = list(contact.channels)
+        phone_changed = contact.phone != phone
+        if not created and not phone_changed and before == channels:
+            return
+        contact.phone, contact.channels = phone, channels
+        contact.save()
+        record(
+            "member.contact_changed",
+            object_type="membership",
+            object_id=membership.pk,
+            firm_id=membership.firm_id,
+            actor=staff_actor(membership.user_id),
+            details={
+                "channels": {"from": before, "to": channels},
+                "phone_changed": phone_changed,
+                "has_phone": bool(phone),
+            },
+        )
 
 
 def _save_firm(request: HttpRequest, membership: Membership, form: FirmForm) -> HttpResponse:

@@ -6,6 +6,10 @@ phone number or an e-mail address. A notification's page shows its attempts (dur
 outcome, the provider's answer) and the provider's receipts in the order they came, and
 the address only masked. Opening an in-app notification in the inbox marks it read
 (cli.md: "in_app … read when opened").
+
+A client's reply reaches staff as an in-app notice that names the InboundMessage, not
+its words; opening the notice shows the words (decrypted) to a member of the message's
+firm who may view cases, and the reading is written to the audit chain (ids only).
 """
 
 from __future__ import annotations
@@ -17,21 +21,27 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import get_language
+from django.utils.functional import Promise
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 
 from casewatch.accounts.models import Membership
-from casewatch.accounts.permissions import Action
+from casewatch.accounts.permissions import Action, may
+from casewatch.audit.chain import record as audit
+from casewatch.audit.chain import staff_actor
 from casewatch.cases.models import Case
 from casewatch.core.receipts import normalize_receipt
 from casewatch.notify.messages import Audience
 from casewatch.notify.messages import render as render_message
 from casewatch.notify.models import (
     Channel,
+    InboundMessage,
     MessageKind,
     Notification,
     NotificationStatus,
@@ -50,6 +60,14 @@ INBOX_SHOWN = 100
 # In-app notifications waiting to be opened: stored (delivered) or handed over (sent).
 UNREAD = (NotificationStatus.SENT, NotificationStatus.DELIVERED)
 INBOX_SHOWS = (*UNREAD, NotificationStatus.READ)
+
+# What casewatch made of a client's message, as staff read it (InboundMessage.meaning).
+MEANINGS: Mapping[str, Promise] = {
+    "reply": gettext_lazy("Reply"),
+    "opt_out": gettext_lazy("Opt-out"),
+    "opt_in": gettext_lazy("Opt-in"),
+    "unknown": gettext_lazy("From an unknown number"),
+}
 
 
 # --- Filters: one query parameter each ----------------------------------------------
@@ -298,20 +316,68 @@ def inbox(request: HttpRequest, membership: Membership) -> HttpResponse:
 
 @staff_view(Action.OWN_INBOX)
 def inbox_open(request: HttpRequest, membership: Membership, pk: int) -> HttpResponse:
-    """One of the member's in-app notifications; opening it marks it read."""
-    notification = get_object_or_404(inbox_rows(membership).select_related("case"), pk=pk)
-    if notification.status in UNREAD:
-        now = timezone.now()
-        Notification.objects.filter(pk=notification.pk, status__in=UNREAD).update(
-            status=NotificationStatus.READ, read_at=now, status_at=now
-        )
-        notification.status, notification.read_at = NotificationStatus.READ, now
+    """One of the member's in-app notifications; opening it marks it read.
+
+    A client's reply also shows what the client wrote, and that reading is audited.
+    """
+    notification = get_object_or_404(
+        inbox_rows(membership).select_related("case").defer("case__notes"), pk=pk
+    )
+    inbound = client_message_of(notification, membership)
+    now = timezone.now()
+    with transaction.atomic():
+        if notification.status in UNREAD:
+            Notification.objects.filter(pk=notification.pk, status__in=UNREAD).update(
+                status=NotificationStatus.READ, read_at=now, status_at=now
+            )
+            notification.status, notification.read_at = NotificationStatus.READ, now
+        if inbound is not None:
+            audit(
+                "inbound.viewed",
+                object_type="inbound_message",
+                object_id=inbound.pk,
+                firm_id=membership.firm_id,
+                actor=staff_actor(membership.user_id),
+                details={"notification_id": notification.pk, "client_id": inbound.client_id},
+                at=now,
+            )
     language = get_language() or "en"
     return render(
         request,
         "outbox/inbox_item.html",
-        {"n": notification, "text": _text_or_none(notification, language)},
+        {
+            "n": notification,
+            "text": _text_or_none(notification, language),
+            "inbound": inbound,
+            "meaning": MEANINGS.get(inbound.meaning, inbound.meaning) if inbound else None,
+            "client_link": _client_link(notification, inbound),
+        },
     )
+
+
+def client_message_of(notification: Notification, membership: Membership) -> InboundMessage | None:
+    """The client's message a client_reply notice names, when this member may read it:
+    the message belongs to the member's firm and their role may view cases."""
+    if notification.kind != MessageKind.CLIENT_REPLY:
+        return None
+    params = notification.message.get("params") if isinstance(notification.message, dict) else None
+    message_id = params.get("inbound_message_id") if isinstance(params, dict) else None
+    if not isinstance(message_id, int) or not may(membership.role, Action.VIEW_CASES):
+        return None
+    return (
+        InboundMessage.objects.filter(pk=message_id, firm_id=membership.firm_id)
+        .select_related("client")
+        .first()
+    )
+
+
+def _client_link(notification: Notification, inbound: InboundMessage | None) -> str:
+    """Where to act on a client's message: the case the notice names, else the client's
+    contact page; nothing for other notices (their case link is shown as before)."""
+    if inbound is None or notification.case is not None:
+        return ""
+    client_id = inbound.client_id or notification.client_id
+    return reverse("client-contact", args=[client_id]) if client_id else ""
 
 
 def inbox_badge(request: HttpRequest) -> dict[str, Any]:
