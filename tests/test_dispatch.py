@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.test import Client as Browser
 
 from casewatch import config
@@ -732,13 +731,9 @@ def sample_outgoing(world: World, note: Notification) -> Any:
 # --- two dispatchers at once -------------------------------------------------------------------
 
 
-@pytest.mark.postgres
+@pytest.mark.postgresql_pass
 @pytest.mark.django_db(transaction=True)
 def test_two_dispatchers_at_once_never_send_one_notification_twice(world) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "threads share one in-memory SQLite database; run with DATABASE_URL=postgres://"
-        )
     notes = [client_message(world, n=n) for n in range(40)]
     errors: list[BaseException] = []
     sent: dict[str, int] = {}
