@@ -160,6 +160,39 @@ def fernet_keys() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def fernet_keys_path() -> Path:
+    return ensure_data_dir() / "keys" / "fernet.keys"
+
+
+def write_fernet_keys(keys: list[str]) -> None:
+    """Replace keys/fernet.keys (newest first) whole, mode 0600, never half-written.
+
+    The new file is written beside the old one, flushed to disk and renamed over it,
+    so a process reading the keys sees either the old list or the new one.
+    """
+    if not keys:
+        raise ConfigError("keys/fernet.keys must keep at least one key")
+    for key in keys:
+        Fernet(key.encode("ascii"))  # Refuses a malformed key before anything is written.
+    path = fernet_keys_path()
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{key}\n" for key in keys))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # The rename itself survives a power cut.
+    finally:
+        os.close(directory)
+
+
 def audit_key() -> bytes:
     """The HMAC key of the audit chain: without it no one can forge a valid entry."""
     text = (ensure_data_dir() / "keys" / "audit.key").read_text(encoding="utf-8").strip()

@@ -21,7 +21,7 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from casewatch.accounts.models import Firm, Invitation, Membership, Role
-from casewatch.audit.chain import record
+from casewatch.audit.chain import record, staff_actor
 
 INVITATION_SALT = "casewatch.accounts.invitation"
 
@@ -83,7 +83,7 @@ def invite(
             object_type="invitation",
             object_id=invitation.pk,
             firm_id=firm.pk,
-            actor=invited_by.get_username(),
+            actor=staff_actor(invited_by.pk),
             details={"role": role, "member": member.pk if member else None},
             at=now,
         )
@@ -123,6 +123,15 @@ def send_invitation(invitation: Invitation, link: str) -> None:
         subject = render_to_string("accounts/invitation_subject.txt", context)
         body = render_to_string("accounts/invitation_email.txt", context)
     send_mail(" ".join(subject.split()), body, None, [invitation.email])
+    # Created is not sent: the mail server may refuse it, and the inviter then sees why.
+    record(
+        "member.invitation_sent",
+        object_type="invitation",
+        object_id=invitation.pk,
+        firm_id=invitation.firm_id,
+        actor=staff_actor(invitation.invited_by_id) if invitation.invited_by_id else "system",
+        details={"language": language},
+    )
 
 
 def accept(
@@ -168,7 +177,7 @@ def accept(
             object_type="membership",
             object_id=membership.pk,
             firm_id=invitation.firm_id,
-            actor=user.get_username(),
+            actor=staff_actor(user.pk),
             details={"invitation": invitation.pk, "role": invitation.role},
             at=now,
         )
@@ -206,7 +215,7 @@ def withdraw(invitation: Invitation, *, actor: User) -> None:
             object_type="invitation",
             object_id=invitation.pk,
             firm_id=invitation.firm_id,
-            actor=actor.get_username(),
+            actor=staff_actor(actor.pk),
         )
         invitation.delete()
 
@@ -225,8 +234,8 @@ def change_role(membership: Membership, role: str, *, actor: User) -> None:
             object_type="membership",
             object_id=membership.pk,
             firm_id=membership.firm_id,
-            actor=actor.get_username(),
-            details={"from": before, "to": role},
+            actor=staff_actor(actor.pk),
+            details={"from": before, "to": role, "user": membership.user_id},
         )
 
 
@@ -244,8 +253,8 @@ def remove(membership: Membership, *, actor: User) -> None:
             object_type="membership",
             object_id=membership.pk,
             firm_id=membership.firm_id,
-            actor=actor.get_username(),
-            details={"role": membership.role},
+            actor=staff_actor(actor.pk),
+            details={"role": membership.role, "user": membership.user_id},
         )
         membership.delete()
         if not Membership.objects.filter(user=user).exists():

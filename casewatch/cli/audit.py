@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from casewatch.cli import audit_export
 from casewatch.cli.bootstrap import prepare_django
 from casewatch.cli.output import print_json
 
@@ -12,8 +13,8 @@ from casewatch.cli.output import print_json
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "audit",
-        help="check the tamper-evident audit log",
-        description="The audit log is a keyed hash chain; these commands check it.",
+        help="check or export the tamper-evident audit log",
+        description="The audit log is a keyed hash chain; these commands check and export it.",
     )
     actions = parser.add_subparsers(
         dest="audit_action", metavar="ACTION", parser_class=type(parser)
@@ -29,6 +30,7 @@ def register(commands: Any) -> None:
     )
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(run=run_verify)
+    audit_export.register(actions)
 
 
 def run_verify(args: argparse.Namespace) -> int:

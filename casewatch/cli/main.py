@@ -10,10 +10,12 @@ from typing import NoReturn
 from casewatch import __version__
 from casewatch.cli import (
     audit,
+    backup,
     bench,
     check,
     classify,
     intake,
+    keys,
     outbox,
     sandbox,
     simulate,
@@ -24,7 +26,21 @@ from casewatch.cli import (
 from casewatch.cli.output import fail
 from casewatch.config import ConfigError, ensure_data_dir
 
-COMMANDS = (up, worker, check, classify, intake, outbox, sandbox, simulate, status, audit, bench)
+COMMANDS = (
+    up,
+    worker,
+    check,
+    classify,
+    intake,
+    outbox,
+    sandbox,
+    simulate,
+    status,
+    audit,
+    bench,
+    keys,  # Key rotation, backup and restore: docs/security.md.
+    backup,
+)
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
@@ -20,6 +21,7 @@ from django.views.decorators.http import require_POST
 from casewatch.accounts import team
 from casewatch.accounts.models import Membership
 from casewatch.accounts.permissions import Action, may
+from casewatch.accounts.signals import record_for_user
 from casewatch.web.access import absolute_url, membership_of
 from casewatch.web.forms import AcceptInvitationForm
 from casewatch.web.middleware import SUPPORTED
@@ -86,6 +88,17 @@ class PasswordResetView(auth_views.PasswordResetView):
     def form_valid(self, form: Any) -> HttpResponse:
         self.extra_email_context = {"base_url": absolute_url(self.request, "/").rstrip("/")}
         return super().form_valid(form)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's "choose a new password" page; the new password and its audit entry are
+    saved in one transaction."""
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        with transaction.atomic():
+            response = super().form_valid(form)
+            record_for_user("account.password_reset", form.user.pk)
+        return response
 
 
 @require_POST
