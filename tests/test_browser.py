@@ -238,6 +238,8 @@ def test_a_member_imports_her_cases_follows_up_a_change_and_subscribes_to_her_de
 
     # Acknowledging happens in place (htmx): the card says so, and nothing else moves.
     url_before = page.url
+    # A click before htmx has loaded takes the no-JavaScript path (a full page): wait for it.
+    page.wait_for_function("() => window.htmx !== undefined")
     critical.get_by_role("button", name=f"Acknowledge {RECEIPT}").click()
     expect(critical.get_by_role("status")).to_contain_text(f"Acknowledged: {RECEIPT}.")
     expect(critical).to_contain_text("Acknowledged by Paula")
