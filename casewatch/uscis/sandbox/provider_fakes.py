@@ -468,3 +468,56 @@ __all__ = [
     "plan_callbacks",
     "read_json",
 ]
+
+
+class ProviderFake:
+    """What both provider fakes offer tests and operators: inspection and run-time control.
+
+    A fake sets `provider` (its name in the fault table) and, in its constructor,
+    `_lock`, `_received`, `sender` and `faults`; `_forget` clears its own extra state.
+    """
+
+    provider: str
+    _lock: threading.Lock
+    _received: Any
+    sender: CallbackSender
+    faults: RuntimeFaults
+
+    def on_messages(self, request: Request) -> Response:
+        return json_response(200, self.received())
+
+    def received(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._received)
+
+    def _keep(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._received.append(entry)
+
+    def on_callbacks(self, request: Request) -> Response:
+        return json_response(200, self.sender.records())
+
+    def on_faults(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                self.faults.configure(
+                    read_json(request), [row.code for row in fault_table(self.provider)]
+                )
+            except FaultRequestError as exc:
+                return json_response(400, {"error": str(exc)})
+        return json_response(200, self.faults.describe())
+
+    def on_reset(self, request: Request) -> Response:
+        self.reset()
+        return json_response(200, {"reset": True})
+
+    def reset(self) -> None:
+        """Forget what was received and sent, and switch run-time faults off."""
+        with self._lock:
+            self._received.clear()
+            self._forget()
+        self.sender.clear()
+        self.faults.clear()
+
+    def _forget(self) -> None:
+        """Clear the fake's own state (under the lock)."""

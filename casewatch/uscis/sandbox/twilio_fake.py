@@ -38,12 +38,11 @@ from casewatch.uscis.sandbox.provider_fakes import (
     MAX_RECORDS,
     RETRY_DELAYS,
     CallbackSender,
-    FaultRequestError,
     NumberFault,
+    ProviderFake,
     RuntimeFaults,
     fault_for_code,
     fault_for_number,
-    fault_table,
     json_response,
     plan_callbacks,
     read_json,
@@ -100,8 +99,10 @@ class SendRefused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-class TwilioFake:
+class TwilioFake(ProviderFake):
     """Twilio's Messages resource and its webhooks, as a WSGI application."""
+
+    provider = "twilio"
 
     def __init__(
         self,
@@ -212,10 +213,6 @@ class TwilioFake:
         self._keep(entry)
         self._schedule_statuses(resource, fields.get("StatusCallback", ""), timeline)
         return json_response(201, resource)
-
-    def _keep(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self._received.append(entry)
 
     def _accept(
         self, request: Request, account: str, fields: dict[str, str]
@@ -396,37 +393,8 @@ class TwilioFake:
         return json_response(200, current)
 
     # -- inspection and control ------------------------------------------
-    def on_messages(self, request: Request) -> Response:
-        return json_response(200, self.received())
-
-    def received(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._received)
-
-    def on_callbacks(self, request: Request) -> Response:
-        return json_response(200, self.sender.records())
-
-    def on_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                self.faults.configure(
-                    read_json(request), [row.code for row in fault_table("twilio")]
-                )
-            except FaultRequestError as exc:
-                return json_response(400, {"error": str(exc)})
-        return json_response(200, self.faults.describe())
-
-    def on_reset(self, request: Request) -> Response:
-        self.reset()
-        return json_response(200, {"reset": True})
-
-    def reset(self) -> None:
-        """Forget what was received and sent, and switch run-time faults off."""
-        with self._lock:
-            self._received.clear()
-            self._messages.clear()
-        self.sender.clear()
-        self.faults.clear()
+    def _forget(self) -> None:
+        self._messages.clear()
 
     def on_inbound(self, request: Request) -> Response:
         payload = read_json(request)
@@ -446,6 +414,7 @@ class TwilioFake:
 
     def inbound(self, sender: str, text: str) -> tuple[int, str]:
         """Someone texts the firm's number: deliver it to the inbound URL, signed."""
+
         sid = _sid("SM")
         params = {
             "ToCountry": "US",

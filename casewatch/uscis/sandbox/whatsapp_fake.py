@@ -41,12 +41,11 @@ from casewatch.uscis.sandbox.provider_fakes import (
     MAX_RECORDS,
     RETRY_DELAYS,
     CallbackSender,
-    FaultRequestError,
     NumberFault,
+    ProviderFake,
     RuntimeFaults,
     fault_for_code,
     fault_for_number,
-    fault_table,
     json_response,
     plan_callbacks,
     read_json,
@@ -120,8 +119,10 @@ def _require_text(value: Any, name: str, limit: int) -> str:
     return value
 
 
-class WhatsAppFake:
+class WhatsAppFake(ProviderFake):
     """The Cloud API's send endpoint and webhooks, as a WSGI application."""
+
+    provider = "whatsapp"
 
     def __init__(
         self,
@@ -249,10 +250,6 @@ class WhatsAppFake:
         headers = {k: v for k, v in request.headers.items() if "idempot" in k.lower()}
         opaque = body.get("biz_opaque_callback_data") if isinstance(body, dict) else None
         return {"biz_opaque_callback_data": opaque, "headers": headers}
-
-    def _keep(self, entry: dict[str, Any]) -> None:
-        with self._lock:
-            self._received.append(entry)
 
     def _accept(
         self, request: Request, phone_number_id: str, body: Any
@@ -531,37 +528,8 @@ class WhatsAppFake:
             )
 
     # -- inspection and control ------------------------------------------
-    def on_messages(self, request: Request) -> Response:
-        return json_response(200, self.received())
-
-    def received(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._received)
-
-    def on_callbacks(self, request: Request) -> Response:
-        return json_response(200, self.sender.records())
-
-    def on_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                self.faults.configure(
-                    read_json(request), [row.code for row in fault_table("whatsapp")]
-                )
-            except FaultRequestError as exc:
-                return json_response(400, {"error": str(exc)})
-        return json_response(200, self.faults.describe())
-
-    def on_reset(self, request: Request) -> Response:
-        self.reset()
-        return json_response(200, {"reset": True})
-
-    def reset(self) -> None:
-        """Forget what was received and sent, and switch run-time faults off."""
-        with self._lock:
-            self._received.clear()
-            self._windows.clear()
-        self.sender.clear()
-        self.faults.clear()
+    def _forget(self) -> None:
+        self._windows.clear()
 
     def on_inbound(self, request: Request) -> Response:
         payload = read_json(request)
@@ -582,6 +550,7 @@ class WhatsAppFake:
 
     def inbound(self, wa_id: str, text: str, name: str = "") -> tuple[int, str]:
         """A WhatsApp user writes to the business: open their window, send the webhook."""
+
         now = self.clock.now()
         with self._lock:
             self._windows[wa_id] = now
