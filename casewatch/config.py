@@ -12,7 +12,9 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -271,7 +273,7 @@ def mail_settings() -> MailSettings:
     url = _env("CASEWATCH_SMTP_URL")
     if url is None:
         return MailSettings(
-            backend="django.core.mail.backends.filebased.EmailBackend",
+            backend="casewatch.notify.mail_capture.EncryptedFileBackend",
             capture_dir=data_dir() / "mail",
             from_address=sender,
         )
@@ -304,11 +306,57 @@ def session_idle_seconds() -> int:
     return round(_env_float("CASEWATCH_SESSION_IDLE_MINUTES", 720.0) * 60)
 
 
+def login_failure_limit() -> int:
+    """CASEWATCH_LOGIN_FAILURES: wrong passwords in a row before a login is locked out (5)."""
+    raw = _env("CASEWATCH_LOGIN_FAILURES") or "5"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"CASEWATCH_LOGIN_FAILURES must be a whole number, got {raw!r}")
+    return int(raw)
+
+
+def login_lockout() -> timedelta:
+    """CASEWATCH_LOGIN_LOCKOUT_MINUTES: how long a locked-out login waits (15)."""
+    return timedelta(minutes=_env_float("CASEWATCH_LOGIN_LOCKOUT_MINUTES", 15.0))
+
+
+# A year; without includeSubDomains, so other sites of the firm's domain are not bound by it.
+HSTS_SECONDS = 365 * 24 * 3600
+
+
+def transport_security(public: str | None) -> dict[str, object]:
+    """Django settings for staff reaching casewatch over https (CASEWATCH_PUBLIC_URL).
+
+    Cookies are sent over https only, browsers are told to keep using https (HSTS), the
+    TLS proxy's X-Forwarded-Proto is believed, and forms posted from the public address
+    pass Django's origin check. Without an https address nothing is set, so that
+    `casewatch up` on http://127.0.0.1 keeps its cookies.
+    """
+    if not public or not public.startswith("https://"):
+        return {}
+    parts = urlsplit(public)
+    return {
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "LANGUAGE_COOKIE_SECURE": True,
+        "SECURE_HSTS_SECONDS": HSTS_SECONDS,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+        "CSRF_TRUSTED_ORIGINS": [f"{parts.scheme}://{parts.netloc}"],
+    }
+
+
 def invitation_days() -> int:
     """CASEWATCH_INVITATION_DAYS: for how many days an invitation link can be used (7)."""
     raw = _env("CASEWATCH_INVITATION_DAYS") or "7"
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"CASEWATCH_INVITATION_DAYS must be a whole number of days, got {raw!r}")
+    return int(raw)
+
+
+def access_log_days() -> int:
+    """CASEWATCH_ACCESS_LOG_DAYS: how many days views of client data are kept (2190: six years)."""
+    raw = _env("CASEWATCH_ACCESS_LOG_DAYS") or "2190"
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"CASEWATCH_ACCESS_LOG_DAYS must be a whole number of days, got {raw!r}")
     return int(raw)
 
 
@@ -480,3 +528,13 @@ def dispatch_settings() -> DispatchSettings:
         backoff_cap_seconds=_env_float("CASEWATCH_DISPATCH_BACKOFF_CAP_SECONDS", 3600.0),
         timeout_seconds=_env_float("CASEWATCH_CHANNEL_TIMEOUT", 15.0),
     )
+
+
+def upload_limit_bytes() -> int:
+    """The largest spreadsheet the web import takes (CASEWATCH_MAX_UPLOAD_MB, default 20)."""
+    return int(_env_float("CASEWATCH_MAX_UPLOAD_MB", 20.0) * 1024 * 1024)
+
+
+def import_limit_bytes() -> int:
+    """The largest file `casewatch import` reads (CASEWATCH_MAX_IMPORT_MB, default 200)."""
+    return int(_env_float("CASEWATCH_MAX_IMPORT_MB", 200.0) * 1024 * 1024)

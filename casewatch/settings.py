@@ -26,6 +26,11 @@ INSTALLED_APPS = [
     "casewatch.monitor",
     "casewatch.notify",
     "django_htmx",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -36,6 +41,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed the second sign-in step.
+    "django_otp.middleware.OTPMiddleware",
     "casewatch.web.middleware.idle_sessions",
     "casewatch.web.middleware.member_language",
     "casewatch.web.middleware.member_time_zone",
@@ -43,6 +50,10 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "casewatch.web.middleware.htmx_login",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A header a view set itself (the portal's stricter policy) is left as it is.
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "casewatch.urls"
@@ -70,7 +81,11 @@ TEMPLATES = [
 
 _database_url = os.environ.get("DATABASE_URL", "").strip()
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    DATABASES = {
+        # Health checks: a connection kept between requests and tasks that the server
+        # dropped (restart, pg_terminate_backend) is replaced before use, not failed on.
+        "default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
+    }
 else:
     DATABASES = {
         "default": {
@@ -128,6 +143,34 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_AGE = config.session_idle_seconds()
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+# Argon2 for every new or changed password; a PBKDF2 hash from before is still accepted
+# and re-hashed with Argon2 at that person's next login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+]
+# django-axes counts failed logins first and refuses a locked-out login before any
+# password is checked (docs/security.md, "Signing in").
+AUTHENTICATION_BACKENDS = [
+    "casewatch.web.lockout.LoginThrottle",  # django-axes' AxesBackend
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = config.login_failure_limit()
+AXES_COOLOFF_TIME = config.login_lockout()
+# One login from one address: a wrong guess at someone's name locks out only that
+# guesser, not the person at their own desk.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "casewatch.web.lockout.login_name"
+AXES_LOCKOUT_CALLABLE = "casewatch.web.lockout.locked_out"
+AXES_RESET_ON_SUCCESS = True
+# A locked-out person who tries again is not kept out longer than the page told them.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Logins are in the audit chain already; axes keeps only the failures it counts.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
+OTP_TOTP_ISSUER = "casewatch"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
@@ -139,6 +182,28 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 CASEWATCH_INVITATION_DAYS = config.invitation_days()
 CASEWATCH_PUBLIC_URL = config.public_url()
+
+# Headers for every page; the portal's own, stricter ones are kept where it sets them.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# The staff app loads its own stylesheets and htmx (a static file) and nothing inline.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Secure cookies, HSTS and a trusted origin for CSRF when staff reach casewatch over
+# https; plain http on localhost (`casewatch up`) keeps working without them.
+globals().update(config.transport_security(CASEWATCH_PUBLIC_URL))
 
 _mail = config.mail_settings()
 EMAIL_BACKEND = _mail.backend
@@ -164,3 +229,15 @@ LOGGING = {
     },
     "root": {"handlers": ["stderr"], "level": os.environ.get("CASEWATCH_LOG_LEVEL", "WARNING")},
 }
+
+# Bad input: an upload over CASEWATCH_MAX_UPLOAD_BYTES is dropped unread by
+# casewatch.web.uploads (the page says the limit and that nothing was imported); a
+# request too big to read gets its 413 page from the 400 handler there.
+CASEWATCH_MAX_UPLOAD_BYTES = config.upload_limit_bytes()
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # form fields and webhook bodies: 2.5 MB
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # a larger file waits in a temporary file
+FILE_UPLOAD_HANDLERS = [
+    "casewatch.web.uploads.UploadLimit",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]

@@ -7,6 +7,7 @@ from django.urls import path
 from casewatch.portal import unsubscribe as portal_unsubscribe
 from casewatch.portal import views as portal_views
 from casewatch.web import (
+    access_log,
     account,
     calendar_feed,
     case_list,
@@ -22,6 +23,7 @@ from casewatch.web import (
     provider_webhooks,
     status_check,
     team,
+    two_factor,
     views,
 )
 
@@ -38,6 +40,7 @@ urlpatterns = [
     path("changes/<int:pk>/assign/", dashboard.assign, name="change-assign"),
     path("changes/<int:pk>/comment/", dashboard.comment, name="change-comment"),
     path("login/", account.LoginView.as_view(), name="login"),
+    path("login/code/", two_factor.enter_code, name="two-factor-code"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("language/", account.switch_language, name="language"),
     path("password/reset/", account.PasswordResetView.as_view(), name="password_reset"),
@@ -58,10 +61,18 @@ urlpatterns = [
     ),
     path("invitations/<str:token>/", account.accept_invitation, name="invitation"),
     path("account/", my_account.my_account, name="my-account"),
+    path("account/two-factor/", two_factor.set_up, name="two-factor-set-up"),
+    path(
+        "account/two-factor/recovery-codes/",
+        two_factor.recovery_codes,
+        name="two-factor-recovery-codes",
+    ),
+    path("account/two-factor/off/", two_factor.turn_off, name="two-factor-off"),
     path("firm/", my_account.switch_firm, name="switch-firm"),
     path("dashboard/uscis/", dashboard.uscis_part, name="dashboard-uscis"),
     path("dashboard/changes/", dashboard.changes_part, name="dashboard-changes"),
     path("team/", team.team_page, name="team"),
+    path("team/access-log/", access_log.access_log, name="access-log"),
     path("settings/messaging/", messaging_settings.messaging_settings, name="messaging-settings"),
     path("settings/messaging/rules/new/", messaging_settings.add_rule, name="messaging-rule-add"),
     path("settings/messaging/rules/<int:pk>/", messaging_settings.edit_rule, name="messaging-rule"),
@@ -131,3 +142,6 @@ urlpatterns = [
     path("webhooks/whatsapp", provider_webhooks.whatsapp, name="webhook-whatsapp"),
     path("webhooks/twilio", provider_webhooks.twilio, name="webhook-twilio"),
 ]
+
+# A request too large to read gets a page saying so (413), not a bare "Bad Request".
+handler400 = "casewatch.web.uploads.bad_request"

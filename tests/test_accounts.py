@@ -29,6 +29,7 @@ from casewatch.accounts.permissions import ALLOWED, PERSONAL, READS, Action, may
 from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Case
 from casewatch.web.middleware import SEEN_KEY
+from tests.environment import log_in, sign_in
 from tests.test_cli import _free_port
 
 pytestmark = pytest.mark.django_db
@@ -111,7 +112,7 @@ def admin(firm: Firm) -> Membership:
 
 def _browser_for(membership: Membership) -> Browser:
     browser = Browser()
-    browser.force_login(membership.user)
+    sign_in(browser, membership.user)
     return browser
 
 
@@ -477,7 +478,7 @@ def test_a_firm_always_keeps_an_admin(firm: Firm, admin: Membership) -> None:
 
 
 def _log_in(browser: Browser, username: str = "olga", password: str = PASSWORD) -> Any:
-    return browser.post("/login/", {"username": username, "password": password}, follow=True)
+    return log_in(browser, username, password)
 
 
 def test_logging_in_and_out(firm: Firm, admin: Membership) -> None:
@@ -555,7 +556,7 @@ def test_without_an_smtp_url_mail_is_kept_in_the_data_directory(
     monkeypatch.delenv("CASEWATCH_SMTP_URL", raising=False)
     monkeypatch.setenv("CASEWATCH_DATA_DIR", str(tmp_path))
     mail = config.mail_settings()
-    assert mail.backend.endswith("filebased.EmailBackend")
+    assert mail.backend == "casewatch.notify.mail_capture.EncryptedFileBackend"
     assert mail.capture_dir == tmp_path / "mail"
 
 

@@ -28,6 +28,7 @@ from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Case, Client, Comment
 from casewatch.cli.audit_export import FIELDS, ExportFilter, export_audit, parse_when
 from casewatch.notify.models import Notification
+from tests.environment import sign_in
 from tests.test_accounts import Mailbox, _link_path, mailbox  # noqa: F401  (fixture)
 from tests.test_audit import environment, update_entry
 from tests.test_cli import casewatch
@@ -69,7 +70,7 @@ def admin(firm: Firm) -> Membership:
 
 def logged_in(membership: Membership) -> Browser:
     browser = Browser()
-    browser.force_login(membership.user)
+    sign_in(browser, membership.user)
     return browser
 
 

@@ -19,6 +19,7 @@ from casewatch.cases.intake import import_sheet
 from casewatch.cases.models import Case, Client, Comment, NameToken, SavedView, StatusEvent
 from casewatch.cases.sheet import read_sheet_bytes
 from casewatch.monitor.checks import watched_cases
+from tests.environment import sign_in
 from tests.test_cli import casewatch
 from tests.test_web import _member, _rfe_case
 
@@ -46,7 +47,7 @@ def imported(firm: Firm) -> Firm:
 
 def _browser(firm: Firm, username: str, role: str = Role.PARALEGAL) -> Browser:
     browser = Browser()
-    browser.force_login(_member(firm, username, role))
+    sign_in(browser, _member(firm, username, role))
     return browser
 
 
@@ -332,7 +333,7 @@ def test_editing_a_case_changes_only_what_was_changed_and_audits_it(firm: Firm) 
     case = _rfe_case(firm)
     attorney = _member(firm, "ana", Role.ATTORNEY)
     browser = Browser()
-    browser.force_login(attorney)
+    sign_in(browser, attorney)
     form = browser.get(f"/cases/{case.pk}/edit/").content.decode()
     assert 'name="receipt_number"' not in form  # USCIS knows the case by it
     response = browser.post(

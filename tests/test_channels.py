@@ -39,6 +39,7 @@ from casewatch.notify.channels import (
 )
 from casewatch.notify.channels.errors import ErrorTableError, error_table, load_error_table
 from casewatch.notify.channels.webhook import verify
+from casewatch.notify.mail_capture import captured
 from casewatch.notify.unsubscribe import read_unsubscribe_token, unsubscribe_headers
 from casewatch.uscis.sandbox.server import RunningServer, serve_in_thread
 from casewatch.uscis.sandbox.twilio_fake import TwilioFake
@@ -637,8 +638,10 @@ def test_no_mail_server_is_transient(settings) -> None:
     assert result.outcome == "transient"
 
 
-def test_without_an_smtp_url_mail_is_captured_as_files(settings, tmp_path) -> None:
-    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+def test_without_an_smtp_url_mail_is_kept_encrypted_one_file_per_message(
+    settings, tmp_path
+) -> None:
+    settings.EMAIL_BACKEND = "casewatch.notify.mail_capture.EncryptedFileBackend"
     settings.EMAIL_FILE_PATH = str(tmp_path / "mail")
     adapter = EmailTransport(from_address="casewatch@localhost")
     try:
@@ -648,9 +651,17 @@ def test_without_an_smtp_url_mail_is_captured_as_files(settings, tmp_path) -> No
         )
     finally:
         adapter.close()
-    # Django's file backend names a file by second and connection: two messages may share one.
-    captured = "".join(f.read_text() for f in sorted((tmp_path / "mail").iterdir()))
-    assert captured.count("Message-ID:") == 2 and f"<{KEY}@localhost>" in captured
+
+    files = sorted((tmp_path / "mail").iterdir())
+    assert len(files) == 2
+    for kept in files:
+        assert kept.stat().st_mode & 0o777 == 0o600
+        assert CLIENT_EMAIL.encode() not in kept.read_bytes()
+    kept_mail = list(captured(tmp_path / "mail"))
+    assert [m.to for m in kept_mail] == [CLIENT_EMAIL, CLIENT_EMAIL]
+    assert f"<{KEY}@localhost>" in {str(m.message["Message-ID"]).strip() for m in kept_mail}
+    assert [m.subject for m in kept_mail] == ["Caso aprobado", "Caso aprobado"]
+    assert kept_mail[0].text().strip() == SPANISH.text
 
 
 # --- outbound webhooks ----------------------------------------------------------------

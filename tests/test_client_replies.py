@@ -20,6 +20,7 @@ from casewatch.notify.consent import has_consent, record_consent
 from casewatch.notify.inbound import handle_inbound
 from casewatch.notify.models import InboundMessage, MessageKind, Notification
 from casewatch.web.case_page import CLIENT_MESSAGES_SHOWN
+from tests.environment import sign_in
 from tests.test_i18n import SPANISH, _english_left
 from tests.test_provider_webhooks import message, post_whatsapp
 
@@ -37,7 +38,7 @@ def _member(firm: Firm, username: str, role: str, language: str = "") -> Members
 
 def _browser(member: Membership) -> Browser:
     browser = Browser()
-    browser.force_login(member.user)
+    sign_in(browser, member.user)
     return browser
 
 

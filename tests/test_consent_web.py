@@ -17,6 +17,7 @@ from casewatch.notify.consent import has_consent, record_consent
 from casewatch.notify.messages import CLIENT_LANGUAGES
 from casewatch.notify.models import CLIENT_CHANNELS, ConsentRecord, ContactPlan
 from casewatch.web.client_contact import channel_order, opt_in_wording, reordered
+from tests.environment import sign_in
 from tests.test_i18n import SPANISH, _english_left
 from tests.test_web import _member
 
@@ -49,7 +50,7 @@ def client(firm: Firm) -> Client:
 
 def _browser(user: User) -> Browser:
     browser = Browser()
-    browser.force_login(user)
+    sign_in(browser, user)
     return browser
 
 

@@ -23,6 +23,7 @@ from casewatch.cases.models import Case, Client, Comment, Deadline, EventFollowU
 from casewatch.core.staff_guidance import default_guidance, load_guidance
 from casewatch.core.statuses import CATEGORIES, CatalogError, default_catalog
 from casewatch.web import guidance
+from tests.environment import sign_in
 from tests.test_i18n import _english_left
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +51,7 @@ def _member(
 
 def _browser(member: Membership, language: str = "en") -> Browser:
     browser = Browser(headers={"accept-language": language})
-    browser.force_login(member.user)
+    sign_in(browser, member.user)
     return browser
 
 

@@ -17,6 +17,7 @@ from casewatch.accounts.models import Firm, Membership, Role
 from casewatch.audit.chain import verify
 from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Case, Client, Deadline
+from tests.environment import sign_in
 from tests.test_i18n import SPANISH, _english_left
 from tests.test_web import _member, _rfe_case
 
@@ -30,7 +31,7 @@ def firm() -> Firm:
 
 def _browser(user: User) -> Browser:
     browser = Browser()
-    browser.force_login(user)
+    sign_in(browser, user)
     return browser
 
 

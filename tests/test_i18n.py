@@ -19,6 +19,7 @@ from django.core.management import call_command
 from django.test import Client as Browser
 
 from casewatch.accounts.models import Firm, Membership, Role
+from tests.environment import sign_in
 from tests.test_web import _member, _rfe_case
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -180,7 +181,7 @@ def test_the_spanish_case_list_and_case_page_have_no_english_left(firm: Firm) ->
     case = _rfe_case(firm)
     note_outcome(None, datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
     browser = Browser()
-    browser.force_login(_member(firm, "paula", Role.PARALEGAL))
+    sign_in(browser, _member(firm, "paula", Role.PARALEGAL))
     for url in ("/cases/", f"/cases/{case.pk}/", "/welcome/", "/account/"):
         html = browser.get(url, headers={"accept-language": SPANISH}).content.decode()
         assert _english_left(html) == [], url
@@ -191,7 +192,7 @@ def test_the_spanish_case_list_and_case_page_have_no_english_left(firm: Firm) ->
 @pytest.mark.django_db
 def test_the_spanish_team_page_and_password_pages_have_no_english_left(firm: Firm) -> None:
     admin = Browser()
-    admin.force_login(_member(firm, "olga", Role.ADMIN))
+    sign_in(admin, _member(firm, "olga", Role.ADMIN))
     pages = [admin.get("/team/", headers={"accept-language": SPANISH})]
     pages.append(Browser().get("/password/reset/", headers={"accept-language": SPANISH}))
     for page in pages:
@@ -207,7 +208,7 @@ def test_a_member_who_chose_spanish_gets_spanish_whatever_the_browser_says(firm:
     user = _member(firm, "paula", Role.PARALEGAL)
     Membership.objects.filter(user=user).update(language="es")
     browser = Browser()
-    browser.force_login(user)
+    sign_in(browser, user)
     html = browser.get("/cases/", headers={"accept-language": "en-US"}).content.decode()
     assert "Casos" in html and "Cerrar sesión" in html
     assert _english_left(html) == []
@@ -217,7 +218,7 @@ def test_a_member_who_chose_spanish_gets_spanish_whatever_the_browser_says(firm:
 def test_the_language_buttons_switch_and_remember_the_choice(firm: Firm) -> None:
     user = _member(firm, "paula", Role.PARALEGAL)
     browser = Browser()
-    browser.force_login(user)
+    sign_in(browser, user)
     page = browser.get("/cases/").content.decode()
     assert 'name="language" value="es"' in page and 'action="/language/"' in page
 
@@ -225,7 +226,7 @@ def test_the_language_buttons_switch_and_remember_the_choice(firm: Firm) -> None
     assert switched.status_code == 302 and switched["Location"] == "/cases/?q=EAC"
     assert Membership.objects.get(user=user).language == "es"
     other_device = Browser()
-    other_device.force_login(user)
+    sign_in(other_device, user)
     assert "Casos" in other_device.get("/cases/").content.decode()
 
     back = browser.post("/language/", {"language": "en", "next": "https://evil.test/"})
@@ -262,7 +263,7 @@ def test_logging_in_switches_to_the_members_language(firm: Firm) -> None:
 def test_dates_and_numbers_are_written_the_way_each_language_writes_them(firm: Firm) -> None:
     case = _rfe_case(firm)
     browser = Browser()
-    browser.force_login(_member(firm, "paula", Role.PARALEGAL))
+    sign_in(browser, _member(firm, "paula", Role.PARALEGAL))
     english = browser.get(f"/cases/{case.pk}/", headers={"accept-language": "en"})
     spanish = browser.get(f"/cases/{case.pk}/", headers={"accept-language": "es"})
     assert "May 28, 2026" in english.content.decode()

@@ -34,6 +34,7 @@ from casewatch.web.insights import (
     received_to_approved,
     status_distribution,
 )
+from tests.environment import sign_in
 from tests.test_i18n import SPANISH, _english_left
 from tests.test_web import _member
 
@@ -252,7 +253,7 @@ def _outside_normal_firm(firm: Firm) -> dict[str, Case]:
 def test_the_page_flags_cases_outside_normal_processing_time(firm: Firm) -> None:
     cases = _outside_normal_firm(firm)
     browser = Browser()
-    browser.force_login(_member(firm, "paula", Role.FRONT_DESK))  # everyone may look
+    sign_in(browser, _member(firm, "paula", Role.FRONT_DESK))  # everyone may look
     page = browser.get("/insights/").content.decode()
     section = page[page.index('id="late-h"') :]
     assert str(cases["late"].receipt_number) in section
@@ -268,7 +269,7 @@ def test_every_chart_is_an_svg_with_a_title_and_a_table_of_its_numbers(firm: Fir
         _approved_after(firm, days)
     _case(firm, [("case_received", timezone.now() - timedelta(days=2))])
     browser = Browser()
-    browser.force_login(_member(firm, "paula"))
+    sign_in(browser, _member(firm, "paula"))
     page = browser.get("/insights/").content.decode()
     assert "<script" not in page
     charts = re.findall(
@@ -290,7 +291,7 @@ def test_another_firms_history_never_shows(firm: Firm) -> None:
     other = Firm.objects.create(name="Other Firm", slug="other")
     _approved_after(other, 33, form="I-129F")
     browser = Browser()
-    browser.force_login(_member(firm, "paula"))
+    sign_in(browser, _member(firm, "paula"))
     page = browser.get("/insights/").content.decode()
     assert "I-129F" not in page and "No active cases yet." in page
 
@@ -302,7 +303,7 @@ def test_the_spanish_insights_page_has_no_english_left(firm: Firm) -> None:
         _approved_after(firm, days, prefix="IOE")
     _approved_after(firm, 12, prefix="ZZZ")
     browser = Browser()
-    browser.force_login(_member(firm, "paula"))
+    sign_in(browser, _member(firm, "paula"))
     html = browser.get("/insights/", headers={"accept-language": SPANISH}).content.decode()
     assert _english_left(html) == []
     assert "USCIS Está Revisando Activamente el Caso" in html

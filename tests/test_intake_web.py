@@ -23,10 +23,11 @@ from casewatch.accounts.models import Firm, Role
 from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Case, Client, ImportRun
 from casewatch.cases.sheet import NoReceiptColumn, read_sheet_bytes
+from casewatch.core.spreadsheet import safe_cell
 from casewatch.monitor.health import FAILURES_TO_OPEN, note_outcome
 from casewatch.monitor.tasks import quota
 from casewatch.web import held_files
-from casewatch.web.status_check import formula_safe
+from tests.environment import sign_in
 from tests.test_i18n import SPANISH, _english_left
 from tests.test_web import _member
 
@@ -58,7 +59,7 @@ def paula(firm: Firm) -> User:
 @pytest.fixture
 def browser(paula: User) -> Browser:
     browser = Browser()
-    browser.force_login(paula)
+    sign_in(browser, paula)
     return browser
 
 
@@ -238,14 +239,17 @@ def test_nothing_is_imported_when_the_firm_changed_since_the_preview(
     assert "2 new cases" in page  # the preview as things stand now
 
 
-def test_an_oversized_upload_is_refused_with_its_size_and_the_limit(
-    browser: Browser, firm: Firm
+def test_an_oversized_upload_is_refused_with_the_limit_and_nothing_imported(
+    browser: Browser, firm: Firm, settings: Any
 ) -> None:
+    settings.CASEWATCH_MAX_UPLOAD_BYTES = 1024 * 1024  # CASEWATCH_MAX_UPLOAD_MB=1
     before = set(held_files.folder().iterdir())
-    big = b"Receipt Number\n" + b"EAC9999103403\n" * (10 * 1024 * 1024 // 14 + 1)
-    page = _upload(browser, "huge.csv", big).content.decode()
-    assert "the web import takes files up to 10.0\xa0MB" in page
-    assert "casewatch import" in page
+    big = b"Receipt Number\n" + b"EAC9999103403\n" * (1024 * 1024 // 14 + 1)
+    response = _upload(browser, "huge.csv", big)
+    assert response.status_code == 413
+    page = response.content.decode()
+    assert "larger than 1.0\xa0MB, the most the web import takes" in page
+    assert "Nothing was imported" in page and "casewatch import" in page
     assert set(held_files.folder().iterdir()) == before
     assert Case.objects.count() == 0
 
@@ -273,7 +277,7 @@ def test_an_upload_is_seen_only_by_the_member_who_made_it(browser: Browser, firm
     other_firm = Firm.objects.create(name="Other Firm", slug="other")
     for user in (_member(other_firm, "olivia", Role.ADMIN), _member(firm, "pedro")):
         someone = Browser()
-        someone.force_login(user)
+        sign_in(someone, user)
         assert someone.get(f"/intake/import/{token}/").status_code == 404
         assert someone.post(f"/intake/import/{token}/commit/").status_code == 404
     assert browser.get("/intake/import/../../keys/").status_code == 404
@@ -478,8 +482,8 @@ def test_a_bulk_check_beyond_todays_budget_is_refused(
 
 def test_formulas_are_neutralized_in_exported_cells() -> None:
     for cell in ("=1+1", "+1", "-1", "@SUM(A1)", "\t=1"):
-        assert formula_safe(cell) == "'" + cell
-    assert formula_safe("EAC9999103403") == "EAC9999103403" and formula_safe(None) == ""
+        assert safe_cell(cell) == "'" + cell
+    assert safe_cell("EAC9999103403") == "EAC9999103403" and safe_cell(None) == ""
 
 
 # --- Who may ------------------------------------------------------------------------------
@@ -490,7 +494,7 @@ INTAKE_PAGES = ("/intake/", "/intake/case/", "/intake/import/", "/intake/receipt
 
 def test_front_desk_can_neither_add_cases_nor_spend_the_uscis_budget(firm: Firm) -> None:
     desk = Browser()
-    desk.force_login(_member(firm, "frank", Role.FRONT_DESK))
+    sign_in(desk, _member(firm, "frank", Role.FRONT_DESK))
     for url in (*INTAKE_PAGES, "/intake/check/"):
         assert desk.get(url).status_code == 403, url
     for url in (*INTAKE_PAGES[1:], "/intake/check/"):

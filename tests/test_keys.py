@@ -441,3 +441,39 @@ def test_backup_and_restore_into_a_fresh_data_directory_with_the_same_keys(
     twice = casewatch("restore", str(backup), data_dir=second, database_url=second_db)
     assert twice.returncode == 2 and "already holds data" in twice.stderr
     assert twice.stderr.count("\n") == 1
+
+
+# --- mail kept without an SMTP server --------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kept_mail_is_rotated_with_the_rest_and_read_with_casewatch_mail(
+    own_keys: Path, settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from django.core.mail import send_mail
+
+    from casewatch.cli.main import main
+
+    settings.EMAIL_BACKEND = key_rotation.KEPT_MAIL_BACKEND
+    settings.EMAIL_FILE_PATH = str(own_keys / "mail")
+    send_mail("Caso aprobado", "USCIS aprobó su caso.", None, ["test.client@example.test"])
+    kept = next((own_keys / "mail").iterdir())
+    before = kept.read_bytes()
+
+    report = rotate()
+
+    assert report.tables[key_rotation.MAIL] == 1
+    newest = Fernet(config.fernet_keys()[0].encode("ascii"))
+    assert newest.decrypt(kept.read_bytes()) != b"" and kept.read_bytes() != before
+    assert retire_old_keys().ok
+    cipher.cache_clear()
+    assert main(["mail", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(m["number"], m["to"], m["subject"]) for m in listed] == [
+        (1, "test.client@example.test", "Caso aprobado")
+    ]
+    assert listed[0]["body"].strip() == "USCIS aprobó su caso."
+    assert main(["mail", "--show", "1"]) == 0
+    assert "To: test.client@example.test" in capsys.readouterr().out
+    assert main(["mail", "--show", "2"]) == 2
+    assert "there are 1 kept message(s)" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from casewatch.audit.models import AuditEntry
 from casewatch.notify.models import MessagingPolicy, RoutingRule
 from casewatch.notify.route import route_pending
 from casewatch.notify.rules import firm_rule, rules_for
+from tests.environment import sign_in
 from tests.routing_world import NOW, Office, change, heard, make_office
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +32,7 @@ def office() -> Office:
 
 def _browser(office: Office, who: str = "admin") -> Browser:
     browser = Browser(headers={"accept-language": "en"})
-    browser.force_login(getattr(office, who).user)
+    sign_in(browser, getattr(office, who).user)
     return browser
 
 

@@ -12,12 +12,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.core import mail
 from django.test import Client as Browser
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from casewatch.accounts.firms import FIRST_ADMIN_USERNAME, create_first_admin
 from casewatch.accounts.models import Firm, Membership, Role
 from casewatch.audit.chain import verify
 from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Case, Client
+from tests.environment import sign_in, totp_code
 from tests.test_i18n import SPANISH, _english_left
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +40,7 @@ def _member(firm: Firm, username: str, role: str = Role.PARALEGAL, **fields: Any
 
 def _browser(member: Membership, language: str = "en") -> Browser:
     browser = Browser(headers={"accept-language": language})
-    browser.force_login(member.user)
+    sign_in(browser, member.user)
     return browser
 
 
@@ -122,6 +124,13 @@ def test_the_first_admin_is_nudged_to_add_an_email_then_can_reset_the_password_b
     landed = browser.post(
         "/login/", {"username": first.username, "password": first.password}, follow=True
     )
+    # The first login of an admin sets up two-factor sign-in before anything else.
+    assert landed.redirect_chain[-1][0] == "/account/two-factor/?next=/"
+    assert "You are an admin of your firm" in landed.content.decode()
+    app = TOTPDevice.objects.get(user__username=first.username, confirmed=False)
+    codes = browser.post("/account/two-factor/", {"code": totp_code(app), "next": "/"})
+    assert "Your recovery codes" in codes.content.decode()
+    landed = browser.get("/", follow=True)
     assert landed.redirect_chain[-1][0] == "/welcome/"
     welcome = landed.content.decode()
     assert "You have no e-mail address here yet, so a forgotten password cannot be reset." in (

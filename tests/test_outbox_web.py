@@ -27,6 +27,7 @@ from casewatch.notify.models import (
     NotificationStatus,
 )
 from casewatch.notify.portal_links import issue_link, record_visit
+from tests.environment import sign_in
 from tests.test_i18n import SPANISH, _english_left
 from tests.test_web import _member
 
@@ -51,7 +52,7 @@ def paula(firm: Firm) -> User:
 
 def _browser(user: User) -> Browser:
     browser = Browser()
-    browser.force_login(user)
+    sign_in(browser, user)
     return browser
 
 

@@ -24,6 +24,7 @@ from casewatch.notify.models import PortalLink, PortalVisit
 from casewatch.notify.portal_links import issue_link, portal_figure, revoke_link, verify_link
 from casewatch.portal.texts import all_texts
 from casewatch.uscis.source import CaseStatus, Found
+from tests.environment import sign_in
 from tests.test_i18n import _readable
 from tests.test_web import _member
 
@@ -368,7 +369,7 @@ def test_staff_create_a_link_that_is_shown_once_and_audited_without_the_secret(
     maria: Client, paula: User
 ) -> None:
     browser = Browser()
-    browser.force_login(paula)
+    sign_in(browser, paula)
     response = browser.post(f"/clients/{maria.pk}/portal-links/")
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     page = response.content.decode()
@@ -388,7 +389,7 @@ def test_staff_create_a_link_that_is_shown_once_and_audited_without_the_secret(
 def test_staff_revoke_a_link_from_the_contact_page(maria: Client, paula: User) -> None:
     link, token = issue_link(maria, by_user_id=paula.pk, at=timezone.now())
     browser = Browser()
-    browser.force_login(paula)
+    sign_in(browser, paula)
     page = browser.get(f"/clients/{maria.pk}/contact/").content.decode()
     assert f'action="/portal-links/{link.pk}/revoke/"' in page
     browser.post(f"/portal-links/{link.pk}/revoke/")
@@ -406,7 +407,7 @@ def test_front_desk_sees_the_links_but_may_not_create_or_revoke_them(
 ) -> None:
     link, token = issue_link(maria, by_user_id=paula.pk, at=timezone.now())
     desk = Browser()
-    desk.force_login(_member(firm, "frank", Role.FRONT_DESK))
+    sign_in(desk, _member(firm, "frank", Role.FRONT_DESK))
     page = desk.get(f"/clients/{maria.pk}/contact/").content.decode()
     assert "Create a portal link" not in page and "/revoke/" not in page
     assert desk.post(f"/clients/{maria.pk}/portal-links/").status_code == 403
@@ -418,7 +419,7 @@ def test_another_firms_link_cannot_be_revoked(maria: Client, paula: User) -> Non
     link, token = issue_link(maria, by_user_id=paula.pk, at=timezone.now())
     elsewhere = Firm.objects.create(name="Other Firm", slug="other")
     theirs = Browser()
-    theirs.force_login(_member(elsewhere, "olga", Role.ADMIN))
+    sign_in(theirs, _member(elsewhere, "olga", Role.ADMIN))
     assert theirs.post(f"/portal-links/{link.pk}/revoke/").status_code == 404
     assert theirs.get(f"/clients/{maria.pk}/contact/").status_code == 404
     assert _open(token)[0] == 200

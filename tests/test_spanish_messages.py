@@ -23,6 +23,7 @@ from casewatch.cases import sheet
 from casewatch.core import receipts
 from casewatch.core.wording import Wording, placeholders
 from casewatch.web.labels import WORDINGS, in_words
+from tests.environment import sign_in
 from tests.test_cli import casewatch
 from tests.test_i18n import SPANISH, _english_left
 
@@ -68,7 +69,7 @@ def _spanish_member() -> Browser:
     user = User.objects.create_user(username="sofia", password="correct horse battery")
     Membership.objects.create(firm=firm, user=user, role=Role.PARALEGAL, language="es")
     browser = Browser(headers={"accept-language": SPANISH})
-    browser.force_login(user)
+    sign_in(browser, user)
     return browser
 
 

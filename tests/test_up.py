@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from base64 import b32decode
 
 import httpx
+from django_otp.oath import totp
 
 from tests.test_cli import _free_port, _start, casewatch
 
@@ -26,6 +28,21 @@ def _log_in(client: httpx.Client, base: str, username: str, password: str) -> ht
         headers={"Referer": base + "login/"},
         follow_redirects=True,
     )
+
+
+def _set_up_two_factor(client: httpx.Client, page: httpx.Response) -> httpx.Response:
+    """What the admin does with an authenticator app: type in the key, confirm its code."""
+    key = re.search(r'<code class="secret">([A-Z2-7 ]+)</code>', page.text)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert key and token, page.text
+    code = totp(b32decode(key.group(1).replace(" ", "")))
+    codes = client.post(
+        str(page.url),
+        data={"csrfmiddlewaretoken": token.group(1), "code": f"{code:06d}", "next": "/"},
+        headers={"Referer": str(page.url)},
+    )
+    assert "Your recovery codes" in codes.text, codes.text
+    return client.get(str(page.url.join("/")), follow_redirects=True)
 
 
 def test_up_serves_a_login_form_and_tracks_an_imported_caseload(tmp_path) -> None:
@@ -55,7 +72,10 @@ def test_up_serves_a_login_form_and_tracks_an_imported_caseload(tmp_path) -> Non
             refused = _log_in(client, url, username, "not-the-password")
             assert "do not match" in refused.text
 
-            dashboard = _log_in(client, url, username, password)
+            # The first admin's first login sets up two-factor sign-in, then goes on.
+            set_up = _log_in(client, url, username, password)
+            assert "Set up two-factor sign-in" in set_up.text, set_up.text
+            dashboard = _set_up_two_factor(client, set_up)
             assert "Changes since you last looked" in dashboard.text
             cases = client.get(url + "cases/")
             assert "EAC9999103403" in cases.text and "Fakey McTestface" in cases.text

@@ -12,6 +12,7 @@ from casewatch.accounts.models import Firm, Membership, Role
 from casewatch.cases.history import record_outcome
 from casewatch.cases.models import Case, Client
 from casewatch.uscis.source import CaseStatus, Found
+from tests.environment import authenticator_app, sign_in, totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def firm() -> Firm:
 @pytest.fixture
 def browser(firm: Firm) -> Browser:
     browser = Browser()
-    browser.force_login(_member(firm, "paula"))
+    sign_in(browser, _member(firm, "paula"))
     return browser
 
 
@@ -116,11 +117,10 @@ def test_the_case_list_says_how_uscis_is_and_what_the_budget_buys(
 
 
 def test_after_logging_in_an_empty_firm_is_told_how_to_add_its_first_cases(firm: Firm) -> None:
-    _member(firm, "olga", Role.ADMIN)
+    app = authenticator_app(_member(firm, "olga", Role.ADMIN))
     browser = Browser()
-    page = browser.post(
-        "/login/", {"username": "olga", "password": "correct horse battery"}, follow=True
-    )
+    browser.post("/login/", {"username": "olga", "password": "correct horse battery"})
+    page = browser.post("/login/code/", {"code": totp_code(app), "next": "/"}, follow=True)
     assert page.redirect_chain[-1][0] == "/welcome/"
     text = page.content.decode()
     assert "Add your first cases" in text
@@ -132,7 +132,7 @@ def test_after_logging_in_an_empty_firm_is_told_how_to_add_its_first_cases(firm:
 
 def test_front_desk_in_an_empty_firm_is_told_who_brings_the_cases_in(firm: Firm) -> None:
     desk = Browser()
-    desk.force_login(_member(firm, "frank", Role.FRONT_DESK))
+    sign_in(desk, _member(firm, "frank", Role.FRONT_DESK))
     text = desk.get("/", follow=True).content.decode()
     assert "Your firm's admin or a paralegal brings the firm's cases into casewatch." in text
     assert "casewatch import" not in text

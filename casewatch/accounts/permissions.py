@@ -36,6 +36,8 @@ class Action(StrEnum):
     OWN_INBOX = "own_inbox"
     # The firm's messaging settings: quiet hours, escalation, follow-ups, routing rules.
     MANAGE_MESSAGING = "manage_messaging"
+    # Reading who looked at which case page or client's personal data (the access log).
+    VIEW_ACCESS_LOG = "view_access_log"
 
 
 EVERYONE = frozenset(Role)
@@ -55,6 +57,7 @@ ALLOWED: Mapping[Action, frozenset[Role]] = {
     Action.ISSUE_PORTAL_LINK: CASE_WORKERS,
     Action.OWN_INBOX: EVERYONE,
     Action.MANAGE_MESSAGING: frozenset({Role.ADMIN}),
+    Action.VIEW_ACCESS_LOG: frozenset({Role.ADMIN}),
 }
 
 # Actions that only look; a request that changes something may never be allowed by one.

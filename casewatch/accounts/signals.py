@@ -1,4 +1,4 @@
-"""Logins, failed logins and logouts, written to the audit chain.
+"""Logins, failed logins, lockouts and logouts, written to the audit chain.
 
 Django announces each through a signal (`user_logged_in`, `user_login_failed`,
 `user_logged_out`); `AccountsConfig.ready()` connects the receivers here. People are
@@ -14,6 +14,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
+from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
 from django.http import HttpRequest
@@ -94,8 +95,23 @@ def on_login_failed(
     )
 
 
+def on_locked_out(
+    sender: Any, request: HttpRequest | None = None, username: str | None = None, **kwargs: Any
+) -> None:
+    """django-axes locked a login out (too many wrong passwords from one address)."""
+    hashed = username_hash(username) if isinstance(username, str) else None
+    record(
+        "account.locked_out",
+        object_type="login_attempt",
+        object_id=hashed or "unknown",
+        actor="anonymous",
+        details={"username_hash": hashed, "remote_addr": remote_address(request)},
+    )
+
+
 def connect() -> None:
     """Called once from `AccountsConfig.ready()`; the dispatch uids keep it idempotent."""
     user_logged_in.connect(on_logged_in, dispatch_uid="casewatch.audit.logged_in")
     user_logged_out.connect(on_logged_out, dispatch_uid="casewatch.audit.logged_out")
     user_login_failed.connect(on_login_failed, dispatch_uid="casewatch.audit.login_failed")
+    user_locked_out.connect(on_locked_out, dispatch_uid="casewatch.audit.locked_out")

@@ -92,3 +92,52 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head at #{self.seq}"
+
+
+class AccessRecordQuerySet(models.QuerySet["AccessRecord"]):
+    """Reading and appending only; old records leave by `casewatch.audit.access.prune`."""
+
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("access records are never changed")
+
+    def delete(self) -> NoReturn:
+        raise AppendOnlyError("access records leave only by casewatch.audit.access.prune()")
+
+
+class AccessRecord(models.Model):
+    """One look at a case page or at a client's personal data: who, what, when, from where.
+
+    Kept apart from the hash chain: it grows with every page view, and its worth is in
+    being complete and readable by the firm's admins, not in sealing. `firm_id` and the
+    object are plain values, as in AuditEntry, because this app knows nothing of firms.
+    """
+
+    at = models.DateTimeField()
+    firm_id = models.BigIntegerField()
+    actor = models.CharField(max_length=64)  # "user:<pk>", "portal-link:<pk>"
+    page = models.CharField(max_length=64)  # the route's name: "case-detail", "case-list", …
+    object_type = models.CharField(max_length=32)  # "case", "client", or "" for a list
+    object_id = models.CharField(max_length=64, blank=True, default="")
+    address = models.CharField(max_length=64, blank=True, default="")
+
+    objects = AccessRecordQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-at", "-pk")
+        indexes = (
+            models.Index(fields=("firm_id", "at"), name="access_record_firm_at_idx"),
+            models.Index(
+                fields=("firm_id", "object_type", "object_id"), name="access_record_object_idx"
+            ),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.page} {self.object_type}:{self.object_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("access records are never changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("access records leave only by casewatch.audit.access.prune()")

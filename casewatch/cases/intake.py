@@ -29,6 +29,8 @@ from casewatch.cases.sheet import RowResult, Sheet, validate_sheet
 
 # SQLite allows a limited number of query parameters; look rows up in slices.
 LOOKUP_CHUNK = 900
+# User.email's length: a longer "attorney" cell is a name, not an address.
+EMAIL_MAX_LENGTH = 254
 
 
 @dataclass
@@ -473,7 +475,8 @@ class _Staff:
 
     def _add(self, name: str, role: str) -> User:
         user_model = get_user_model()
-        is_email = "@" in name
+        # Kept as the e-mail only when it fits the column (PostgreSQL refuses a longer one).
+        is_email = "@" in name and len(name) <= EMAIL_MAX_LENGTH
         base = re.sub(r"[^a-z0-9]+", ".", name.casefold()).strip(".")[:100] or "staff"
         username = base
         n = 1

@@ -30,6 +30,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from casewatch.core.receipts import InvalidReceipt, Receipt, is_valid_receipt, parse_receipt
+from casewatch.core.spreadsheet import FORMULA_STARTS
 from casewatch.core.wording import Wording
 
 # What the reader and the validator say, by message id: the English of `casewatch import`
@@ -116,6 +117,9 @@ MESSAGES: Mapping[str, str] = {
         "this is an OpenDocument or Apple Numbers file; export it as .xlsx or CSV and import that"
     ),
     "file.zip": "this is a zip archive, not an Excel .xlsx workbook",
+    "file.unpacks_too_big": (
+        "the workbook unpacks to more than {limit} MB; split it into smaller files"
+    ),
     "file.data_first_row": (
         "no receipt number column: the first row looks like data (it holds {receipt}), not "
         "headers; add a header row with a column named 'Receipt Number'"
@@ -324,6 +328,8 @@ _NOT_A_SHEET: Mapping[bytes, str] = {
 
 _LONGEST_PLACEHOLDER = max(map(len, _PLACEHOLDERS))
 _ZIP_MAGIC = b"PK\x03\x04"
+# A workbook is a zip: a few megabytes can unpack to gigabytes. Larger is refused unread.
+MAX_UNPACKED_MB = 256
 _DELIMITERS = ",;\t|"
 _SNIFF_CHARS = 16_384
 _MAX_PREAMBLE_ROWS = 10  # title lines tolerated above the header row
@@ -475,10 +481,13 @@ def _decode(data: bytes) -> str:
 
 
 def _looks_binary(text: str) -> bool:
-    """NUL bytes or many control characters: not a text file, whatever its name."""
-    sample = text[:8192]
-    if "\x00" in sample:
+    """NUL bytes anywhere or many control characters: not a text file, whatever its name.
+
+    The whole text is searched for NUL (PostgreSQL cannot store it), the rest sampled.
+    """
+    if "\x00" in text:
         return True
+    sample = text[:8192]
     controls = sum(1 for ch in sample if ch < " " and ch not in "\t\n\r\x0b\x0c")
     return controls * 50 > len(sample)
 
@@ -531,6 +540,8 @@ def _read_xlsx(data: bytes, mapping: Mapping[int, str] | None = None) -> Sheet:
     """The first worksheet, read streaming; cell values rendered as a person would type them."""
     from openpyxl import load_workbook
 
+    if _unpacked_size(data) > MAX_UNPACKED_MB * 1024 * 1024:
+        raise SheetError(_said("file.unpacks_too_big", limit=MAX_UNPACKED_MB))
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:
@@ -564,6 +575,15 @@ def _read_xlsx(data: bytes, mapping: Mapping[int, str] | None = None) -> Sheet:
         raise SheetError(_said("file.workbook_unreadable", detail=_describe(exc))) from exc
     finally:
         workbook.close()
+
+
+def _unpacked_size(data: bytes) -> int:
+    """What the zip's members say they unpack to (0 when it is no readable zip)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    except Exception:
+        return 0
 
 
 def _zip_problem(data: bytes, exc: Exception) -> Wording:
@@ -950,7 +970,7 @@ def clean_name(text: str) -> _Cleaned:
     value = _plain(text)
     if not any(ch.isalpha() for ch in value):
         return "", _said("name.no_letters")
-    if value[0] in "=+-@":
+    if value.startswith(FORMULA_STARTS):
         return value, _said("name.formula", char=repr(value[0]))
     return value, None
 

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from casewatch.cli.bootstrap import prepare_django
 from casewatch.config import ConfigError
+from casewatch.core.spreadsheet import safe_cell
 
 FIELDS = (
     "seq",
@@ -36,8 +37,6 @@ FIELDS = (
     "prev_hash",
     "hash",
 )
-# What a spreadsheet would take as the start of a formula (OWASP's list).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 EXPORT_CHUNK = 2000
 EXPORT_ACTOR = "cli"
 
@@ -260,20 +259,13 @@ def _at_text(at: datetime) -> str:
     return format_at(at)  # The very text the entry's hash covers.
 
 
-def safe_cell(value: object) -> object:
-    """A text a spreadsheet would run as a formula gets a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
 def write_csv(out: IO[str], rows: Iterable[tuple[Any, ...]]) -> int:
     """A header, then one line per entry; `details` is the canonical JSON the hash covers."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(FIELDS)
     count = 0
     for seq, at, *rest in rows:
-        writer.writerow([seq, _at_text(at), *(safe_cell(value) for value in rest)])
+        writer.writerow([safe_cell(value) for value in (seq, _at_text(at), *rest)])
         count += 1
     return count
 

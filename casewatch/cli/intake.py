@@ -24,14 +24,24 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 0, or 1 when a row was rejected; 2 (one line on stderr, nothing imported)
+    when the file is missing, too large (CASEWATCH_MAX_IMPORT_MB) or not a sheet."""
     prepare_django()
     from casewatch.accounts.firms import resolve_firm
     from casewatch.cases.intake import import_sheet
     from casewatch.cases.sheet import SheetError, read_sheet
+    from casewatch.config import import_limit_bytes
 
     path: Path = args.file
     if not path.is_file():
         return fail(f"cannot read {path}: no such file")
+    size, limit = path.stat().st_size, import_limit_bytes()
+    if size > limit:
+        return fail(
+            f"cannot import {path.name}: it is {_megabytes(size)}, larger than the "
+            f"{_megabytes(limit)} casewatch import reads (CASEWATCH_MAX_IMPORT_MB); "
+            "split it into smaller files; nothing was imported"
+        )
     firm = resolve_firm(args.firm)
     try:
         sheet = read_sheet(path)
@@ -43,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_human(summary.as_dict(), path.name, sheet.ignored_columns)
     return 1 if summary.rejected else 0
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def _print_human(summary: dict[str, Any], name: str, ignored: list[str]) -> None:

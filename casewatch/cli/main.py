@@ -16,10 +16,12 @@ from casewatch.cli import (
     classify,
     intake,
     keys,
+    mail,
     outbox,
     sandbox,
     simulate,
     status,
+    unlock,
     up,
     worker,
 )
@@ -32,6 +34,7 @@ COMMANDS = (
     check,
     classify,
     intake,
+    mail,
     outbox,
     sandbox,
     simulate,
@@ -40,6 +43,7 @@ COMMANDS = (
     bench,
     keys,  # Key rotation, backup and restore: docs/security.md.
     backup,
+    unlock,  # A locked-out login, a lost phone: docs/security.md.
 )
 
 

@@ -70,7 +70,9 @@ def _first_run(data: Path) -> None:
         handle.write(f"login: {admin.username}\npassword: {admin.password}\n")
     print(
         f"First run: log in as '{admin.username}' with password '{admin.password}' "
-        f"(also kept in {note}; change it after logging in).",
+        f"(also kept in {note}; change it after logging in). Admins sign in with a code "
+        f"from a phone app too: have an authenticator app (Google Authenticator, "
+        f"Microsoft Authenticator, 1Password, FreeOTP) ready; the first login sets it up.",
         flush=True,
     )
 

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_django()
     from huey.contrib.djhuey import HUEY
 
+    from casewatch.audit import tasks as audit_tasks  # noqa: F401  (registers its periodic task)
     from casewatch.monitor import tasks
     from casewatch.notify import tasks as notify_tasks
 

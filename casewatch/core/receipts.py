@@ -15,7 +15,8 @@ from datetime import date, timedelta
 
 from casewatch.core.wording import Wording
 
-RECEIPT_PATTERN = re.compile(r"^[A-Z]{3}\d{10}$")
+# ASCII only: Python's \d also matches Arabic-Indic and other digits, which USCIS does not take.
+RECEIPT_PATTERN = re.compile(r"^[A-Z]{3}[0-9]{10}$")
 
 # Characters people put inside receipts that carry no meaning: spaces of every
 # kind, dashes of every kind, asterisks, dots, slashes and invisible marks.
@@ -113,10 +114,30 @@ class Receipt:
         return f"{n[:3]}-{n[3:5]}-{n[5:8]}-{n[8:]}"
 
 
+# Passes of normalization at most: one almost always suffices (see normalize_receipt).
+_NORMALIZE_PASSES = 4
+# How much of a refused text a message repeats: enough to find it, not a pasted page.
+_SHOWN = 40
+
+
 def normalize_receipt(text: str) -> str:
-    """Upper-case and strip the noise people type; does not validate."""
-    folded = unicodedata.normalize("NFKC", text)
-    return _NOISE.sub("", folded).upper()
+    """Upper-case and strip the noise people type; does not validate.
+
+    Idempotent: removing a space can join a stray accent to a letter, and upper
+    case can undo Unicode normalization, so the clean-up repeats until it changes
+    nothing (one pass for anything a person types).
+    """
+    for _ in range(_NORMALIZE_PASSES):
+        cleaned = _NOISE.sub("", unicodedata.normalize("NFKC", text)).upper()
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
+
+
+def _shown(number: str) -> str:
+    """The refused text as a message quotes it, cut short when it is long."""
+    return repr(number if len(number) <= _SHOWN else number[:_SHOWN] + "…")
 
 
 def parse_receipt(text: str) -> Receipt:
@@ -125,11 +146,11 @@ def parse_receipt(text: str) -> Receipt:
     if not number:
         raise InvalidReceipt(_said("receipt.empty"))
     if len(number) != 13:
-        raise InvalidReceipt(_said("receipt.length", number=repr(number), length=len(number)))
+        raise InvalidReceipt(_said("receipt.length", number=_shown(number), length=len(number)))
     if not RECEIPT_PATTERN.match(number):
         if not number[:3].isalpha() or not number[:3].isascii():
-            raise InvalidReceipt(_said("receipt.letters", number=repr(number)))
-        raise InvalidReceipt(_said("receipt.digits", number=repr(number)))
+            raise InvalidReceipt(_said("receipt.letters", number=_shown(number)))
+        raise InvalidReceipt(_said("receipt.digits", number=_shown(number)))
     prefix = number[:3]
     office = OFFICES.get(prefix)
     warnings: list[str] = []

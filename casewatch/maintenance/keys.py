@@ -35,6 +35,9 @@ BATCH_SIZE = 500
 MAX_PASSES = 5
 PENDING_FILE = "rotation.pending"
 ACTOR = "cli"
+# Mail kept in the data directory without an SMTP server (casewatch.notify.mail_capture).
+KEPT_MAIL_BACKEND = "casewatch.notify.mail_capture.EncryptedFileBackend"
+MAIL = "kept mail (files)"
 
 
 @dataclass
@@ -171,6 +174,11 @@ def rotate(
                 break
         if not report.finished or not changed_meanwhile:
             break
+    if report.finished:
+        rotated, lost = _rotate_kept_mail(newest, every_key)
+        if rotated or lost:
+            report.tables[MAIL] = rotated
+            report.unreadable[MAIL] = lost
     report.unreadable = {table: n for table, n in report.unreadable.items() if n}
     report.rows = sum(report.tables.values())
     if report.finished:
@@ -181,6 +189,26 @@ def rotate(
         _pending_path().unlink(missing_ok=True)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _kept_mail_folder() -> Any:
+    from django.conf import settings
+
+    if settings.EMAIL_BACKEND != KEPT_MAIL_BACKEND:
+        return None
+    from casewatch.notify.mail_capture import capture_dir
+
+    return capture_dir()
+
+
+def _rotate_kept_mail(newest: Fernet, every_key: MultiFernet) -> tuple[int, int]:
+    """Mail kept without an SMTP server is encrypted under the same keys: rotate it too."""
+    folder = _kept_mail_folder()
+    if folder is None:
+        return 0, 0
+    from casewatch.notify.mail_capture import rotate_files
+
+    return rotate_files(folder, newest, every_key)
 
 
 def _write_pending(new_key: str) -> None:
@@ -304,6 +332,12 @@ def tokens_needing_old_keys() -> dict[str, int]:
                 newest.decrypt(str(token).encode("ascii", "replace"))
             except InvalidToken:
                 remaining[table] = remaining.get(table, 0) + 1
+    folder = _kept_mail_folder()
+    if folder is not None:
+        from casewatch.notify.mail_capture import unreadable
+
+        if kept := unreadable(folder, newest):
+            remaining[MAIL] = kept
     return remaining
 
 

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import render
 from django.utils import timezone
 
+from casewatch.audit import access
 from casewatch.notify.messages import CLIENT_LANGUAGES, client_language
 from casewatch.notify.models import PortalLink
 from casewatch.notify.portal_links import record_visit, verify_link
@@ -70,6 +71,15 @@ def portal(request: HttpRequest, token: str) -> HttpResponse:
     language = chosen_language(request, link)
     if request.method == "GET":  # a HEAD (a link checker, a preview) is not a client reading
         record_visit(link, at=now)
+        access.record(
+            firm_id=link.client.firm_id,
+            actor=f"portal-link:{link.pk}",
+            page="portal",
+            object_type="client",
+            object_id=link.client_id,
+            address=request.META.get("REMOTE_ADDR"),
+            at=now,
+        )
     page = portal_page(link, language, now)
     context = {"page": page, "t": page.texts, "lang": language, "direction": page.texts.direction}
     response = render(request, "portal/page.html", context)

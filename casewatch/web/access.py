@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 
 from casewatch.accounts.models import Membership
 from casewatch.accounts.permissions import READS, Action, may
+from casewatch.accounts.two_factor import Step, step_needed
 
 P = ParamSpec("P")
 StaffView = Callable[Concatenate[HttpRequest, Membership, P], HttpResponse]
@@ -74,12 +75,14 @@ def forget_membership(request: HttpRequest) -> None:
 
 
 def staff_view(
-    action: Action, *, change: Action | None = None
+    action: Action, *, change: Action | None = None, during_sign_in: bool = False
 ) -> Callable[[StaffView[P]], View[P]]:
     """Let a request through only for a member whose role allows what it is doing.
 
     `action` is needed to look; `change` to send anything but GET or HEAD (no
-    `change`: such a request is refused with 405).
+    `change`: such a request is refused with 405). A session that has not finished
+    two-factor sign-in is sent to finish it first (its code, or an admin's set-up);
+    only the set-up page itself is `during_sign_in`.
     """
     if change is not None and change in READS:
         raise ValueError(f"{change} only looks; it cannot allow a change")
@@ -88,6 +91,9 @@ def staff_view(
         def gate(request: HttpRequest, /, *args: P.args, **kwargs: P.kwargs) -> HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
+            step = step_needed(request)
+            if step is not None and not (during_sign_in and step is Step.SET_UP):
+                return redirect_to_step(request, step)
             membership = membership_of(request)
             if membership is None:
                 raise Http404("no firm")
@@ -107,6 +113,15 @@ def staff_view(
         return gate
 
     return decorate
+
+
+# Where each unfinished sign-in step is done (casewatch.web.two_factor).
+STEP_PAGES = {Step.ENTER_CODE: "two-factor-code", Step.SET_UP: "two-factor-set-up"}
+
+
+def redirect_to_step(request: HttpRequest, step: Step) -> HttpResponse:
+    """To the page that finishes sign-in, and back here afterwards."""
+    return redirect_to_login(request.get_full_path(), STEP_PAGES[step])
 
 
 def absolute_url(request: HttpRequest, path: str) -> str:

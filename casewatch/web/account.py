@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
@@ -22,7 +23,8 @@ from casewatch.accounts import team
 from casewatch.accounts.models import Membership
 from casewatch.accounts.permissions import Action, may
 from casewatch.accounts.signals import record_for_user
-from casewatch.web.access import absolute_url, membership_of
+from casewatch.accounts.two_factor import step_needed
+from casewatch.web.access import STEP_PAGES, absolute_url, membership_of
 from casewatch.web.forms import AcceptInvitationForm
 from casewatch.web.middleware import SUPPORTED
 
@@ -68,10 +70,14 @@ def remember_language(response: HttpResponse, code: str) -> None:
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login, which also switches to the language the member chose."""
+    """Django's login, which also switches to the language the member chose, and goes on
+    to the two-factor step (its code, or an admin's set-up) when one is still to do."""
 
     def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
+        step = step_needed(self.request)
+        if step is not None:
+            response = redirect_to_login(self.get_success_url(), STEP_PAGES[step])
         membership = Membership.objects.filter(user_id=form.get_user().pk).order_by("pk").first()
         if membership is not None and membership.language in SUPPORTED:
             remember_language(response, membership.language)

@@ -37,6 +37,7 @@ from casewatch.cases.sheet import clean_form_type
 from casewatch.core.receipts import OFFICES, normalize_receipt
 from casewatch.core.statuses import CATEGORIES
 from casewatch.web.access import staff_view
+from casewatch.web.access_log import records_access
 from casewatch.web.labels import URGENCY_LABELS
 from casewatch.web.views import uscis_panel
 
@@ -396,6 +397,7 @@ def attorneys(firm: Firm) -> list[User]:
 
 
 @staff_view(Action.VIEW_CASES)
+@records_access()
 def case_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     """The firm's cases, searched, filtered, sorted and a page at a time."""
     firm = membership.firm

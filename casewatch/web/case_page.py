@@ -38,6 +38,7 @@ from casewatch.core.receipts import InvalidReceipt, parse_receipt
 from casewatch.monitor.checks import watched_cases
 from casewatch.notify.models import InboundMessage
 from casewatch.web.access import staff_view
+from casewatch.web.access_log import records_access
 from casewatch.web.case_list import attorneys
 from casewatch.web.outbox import MEANINGS, case_notifications
 
@@ -131,6 +132,7 @@ def _case_of(membership: Membership, pk: int) -> Case:
 
 
 @staff_view(Action.VIEW_CASES)
+@records_access("case")
 def case_detail(request: HttpRequest, membership: Membership, pk: int) -> HttpResponse:
     firm = membership.firm
     case = _case_of(membership, pk)
@@ -434,6 +436,7 @@ def _columns(changed: list[str]) -> list[str]:
 
 
 @staff_view(Action.CHANGE_CASES, change=Action.CHANGE_CASES)
+@records_access("case")
 def edit_case(request: HttpRequest, membership: Membership, pk: int) -> HttpResponse:
     case = _case_of(membership, pk)
     firm = membership.firm

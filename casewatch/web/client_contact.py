@@ -40,6 +40,7 @@ from casewatch.notify.messages import CLIENT_LANGUAGES, client_language
 from casewatch.notify.models import CLIENT_CHANNELS, Channel, ConsentRecord, ContactPlan, PortalLink
 from casewatch.notify.portal_links import issue_link, live_links, revoke_link
 from casewatch.web.access import absolute_url, staff_view
+from casewatch.web.access_log import records_access
 from casewatch.web.case_page import CLIENT_LANGUAGES as LANGUAGE_NAMES
 
 # How staff may record that a client agreed or withdrew.
@@ -247,6 +248,7 @@ def _page(
 
 
 @staff_view(Action.VIEW_CASES)
+@records_access("client")
 def client_contact(request: HttpRequest, membership: Membership, pk: int) -> HttpResponse:
     return _page(request, membership, _client_of(membership, pk))
 

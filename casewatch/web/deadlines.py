@@ -37,6 +37,7 @@ from casewatch.audit.chain import record, staff_actor
 from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Deadline, DeadlineKind
 from casewatch.web.access import staff_view
+from casewatch.web.access_log import records_access
 
 PAGE_SIZE = 50
 REASON_MAX = 500
@@ -343,6 +344,7 @@ def firm_deadlines(firm: Firm) -> QuerySet[Deadline]:
 
 
 @staff_view(Action.VIEW_CASES)
+@records_access()
 def deadline_list(request: HttpRequest, membership: Membership) -> HttpResponse:
     """The firm's deadlines: open first, soonest first, each with its case and its basis."""
     firm = membership.firm
@@ -455,6 +457,7 @@ def _history(deadline: Deadline, firm: Firm) -> list[HistoryLine]:
 
 
 @staff_view(Action.VIEW_CASES, change=Action.CHANGE_CASES)
+@records_access("deadline")
 def deadline_detail(request: HttpRequest, membership: Membership, pk: int) -> HttpResponse:
     """One deadline: how it was computed, the firm's date and why, and what happened to it.
 

@@ -57,6 +57,7 @@ from casewatch.web.intake_forms import (
     UploadForm,
 )
 from casewatch.web.labels import in_words, is_worded
+from casewatch.web.uploads import too_big_message, upload_refused
 
 UPLOAD = "import"
 # Rows shown as they will be stored, and problems or duplicates listed, before "and N more".
@@ -137,9 +138,15 @@ def add_one_case(request: HttpRequest, membership: Membership) -> HttpResponse:
 
 @staff_view(Action.CHANGE_CASES, change=Action.CHANGE_CASES)
 def import_upload(request: HttpRequest, membership: Membership) -> HttpResponse:
-    """Step 1: the file, kept encrypted; its columns guessed as `casewatch import` guesses."""
+    """Step 1: the file, kept encrypted; its columns guessed as `casewatch import` guesses.
+
+    A file over the limit was dropped unread by the upload handler: 413, saying so.
+    """
     form = UploadForm(request.POST or None, request.FILES or None)
     problem = ""
+    if request.method == "POST" and upload_refused(request):
+        context = {"firm": membership.firm, "form": UploadForm(), "problem": too_big_message()}
+        return render(request, "intake/upload.html", context, status=413)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         data = upload.read()

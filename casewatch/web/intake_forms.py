@@ -12,15 +12,12 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
-from django.template.defaultfilters import filesizeformat
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from casewatch.accounts.models import Firm, Role
 from casewatch.cases.sheet import COLUMNS, TARGETS, RawRow, RowResult, validate_row
-
-# The largest file the web import takes; bigger caseloads go through `casewatch import`.
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+from casewatch.web.uploads import too_big_message, upload_limit
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -191,20 +188,11 @@ class UploadForm(forms.Form):
     )
 
     def clean_file(self) -> Any:
+        """A file over the limit (settings.CASEWATCH_MAX_UPLOAD_BYTES) is refused; the
+        upload handler usually drops it first (casewatch.web.uploads)."""
         upload = self.cleaned_data["file"]
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise forms.ValidationError(
-                _(
-                    "This file is %(size)s; the web import takes files up to %(limit)s. "
-                    "Split it into smaller files, or import it on the server with "
-                    "casewatch import."
-                ),
-                code="too_big",
-                params={
-                    "size": filesizeformat(upload.size),
-                    "limit": filesizeformat(MAX_UPLOAD_BYTES),
-                },
-            )
+        if upload.size > upload_limit():
+            raise forms.ValidationError(too_big_message(), code="too_big")
         return upload
 
 

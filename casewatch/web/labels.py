@@ -147,6 +147,9 @@ WORDINGS: Mapping[str, Promise] = {
         "this is an OpenDocument or Apple Numbers file; export it as .xlsx or CSV and import that"
     ),
     "file.zip": _("this is a zip archive, not an Excel .xlsx workbook"),
+    "file.unpacks_too_big": _(
+        "the workbook unpacks to more than %(limit)s MB; split it into smaller files"
+    ),
     "file.data_first_row": _(
         "no receipt number column: the first row looks like data (it holds %(receipt)s), "
         "not headers; add a header row with a column named 'Receipt Number'"

@@ -13,7 +13,7 @@ from django.shortcuts import resolve_url
 from django.utils import timezone, translation
 from django_htmx.http import HttpResponseClientRedirect
 
-from casewatch.web.access import membership_of
+from casewatch.web.access import STEP_PAGES, membership_of
 from casewatch.web.time_zones import member_zone
 
 Handler = Callable[[HttpRequest], HttpResponse]
@@ -81,16 +81,25 @@ def member_time_zone(get_response: Handler) -> Handler:
     return middleware
 
 
+def sign_in_pages() -> tuple[str, ...]:
+    """The login form and the two-factor steps after it."""
+    return (
+        resolve_url(settings.LOGIN_URL),
+        *(resolve_url(name) for name in STEP_PAGES.values()),
+    )
+
+
 def htmx_login(get_response: Handler) -> Handler:
-    """A live part of a page asked for after the session ended: reload the whole page on
-    the login form rather than put the login form inside the part."""
+    """A live part of a page asked for after the session ended (or before sign-in was
+    finished): reload the whole page on the login form or the two-factor step rather
+    than put that form inside the part."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
         response = get_response(request)
         if (
             getattr(request, "htmx", False)
             and response.status_code == 302
-            and response.get("Location", "").startswith(resolve_url(settings.LOGIN_URL))
+            and response.get("Location", "").startswith(sign_in_pages())
         ):
             return HttpResponseClientRedirect(response["Location"])
         return response

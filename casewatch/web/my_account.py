@@ -1,6 +1,7 @@
 """My account: what every member sets for themselves, and what an admin sets for the firm.
 
-One page, one form per subject (e-mail address, password, language and time zone,
+One page, one form per subject (e-mail address, password, two-factor sign-in (its own
+pages: casewatch.web.two_factor), language and time zone,
 where the member is alerted besides the app, the firm's name and time zone); each
 form posts its own `do` and only that form's change is made, in one transaction with
 its audit entry. The audit entries name the member by id (audit.chain.staff_actor)
@@ -30,6 +31,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_htmx.http import HttpResponseClientRedirect
 
+from casewatch.accounts import two_factor
 from casewatch.accounts.models import Firm, Membership
 from casewatch.accounts.permissions import Action, may
 from casewatch.audit.chain import record, staff_actor
@@ -228,6 +230,9 @@ def my_account(request: HttpRequest, membership: Membership) -> HttpResponse:
             "contact_form": contact_form,
             "firm_form": firm_form if may_manage_firm else None,
             "memberships": memberships_of(request),
+            "two_factor_on": two_factor.uses_two_factor(user.pk),
+            "two_factor_required": two_factor.must_use_two_factor(user.pk),
+            "recovery_codes_left": two_factor.recovery_codes_left(user.pk),
         },
         status=400 if posted is not None else 200,
     )

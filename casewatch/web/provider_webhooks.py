@@ -32,6 +32,11 @@ security = logging.getLogger("casewatch.security")
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
+# The longest provider id and error code the database keeps (notify.models): a longer
+# id is no real provider's and reads as missing; a longer code is cut.
+ID_LIMIT = 128
+CODE_LIMIT = 32
+
 
 def _refuse(provider: str, reason: str, request: HttpRequest) -> HttpResponse:
     security.warning(
@@ -82,7 +87,8 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
         return _refuse("whatsapp", "signature does not match", request)
     try:
         payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: JSON nested thousands deep, which no real envelope is.
         log.warning("a signed WhatsApp webhook was not JSON")
         return HttpResponse("Bad request", status=400, content_type="text/plain")
     for value in _whatsapp_values(payload):
@@ -91,6 +97,16 @@ def whatsapp(request: HttpRequest) -> HttpResponse:
         for message in _list(value.get("messages")):
             _whatsapp_message(message)
     return HttpResponse(status=200)
+
+
+def _text(value: Any, limit: int | None = None) -> str:
+    """A provider's value as text the database can hold; "" when longer than `limit`.
+
+    NUL characters are dropped: PostgreSQL refuses them even in a lookup, and a signed
+    request carrying one must be ignored, not answered with a crash.
+    """
+    text = "" if value is None else str(value).replace("\x00", "")
+    return "" if limit is not None and len(text) > limit else text
 
 
 def _list(value: Any) -> list[dict[str, Any]]:
@@ -120,27 +136,27 @@ def _timestamp(raw: Any) -> datetime | None:
 
 def _whatsapp_status(status: dict[str, Any]) -> None:
     errors = _list(status.get("errors"))
-    code = str(errors[0].get("code", "")) if errors else ""
+    code = _text(errors[0].get("code", ""))[:CODE_LIMIT] if errors else ""
     apply_receipt(
         Channel.WHATSAPP,
-        str(status.get("id", "")),
-        str(status.get("status", "")),
+        _text(status.get("id", ""), ID_LIMIT),
+        _text(status.get("status", "")),
         _timestamp(status.get("timestamp")),
         error_code=code,
-        idempotency_key=str(status.get("biz_opaque_callback_data") or ""),
+        idempotency_key=_text(status.get("biz_opaque_callback_data") or "", ID_LIMIT),
     )
 
 
 def _whatsapp_message(message: dict[str, Any]) -> None:
-    sender, message_id = str(message.get("from", "")), str(message.get("id", ""))
+    sender, message_id = _text(message.get("from", "")), _text(message.get("id", ""), ID_LIMIT)
     if not sender or not message_id:
         return
     kind = message.get("type")
     body = ""
     if kind == "text" and isinstance(message.get("text"), dict):
-        body = str(message["text"].get("body", ""))
+        body = _text(message["text"].get("body", ""))
     elif kind == "button" and isinstance(message.get("button"), dict):
-        body = str(message["button"].get("text", ""))
+        body = _text(message["button"].get("text", ""))
     handle_inbound(
         Channel.WHATSAPP,
         "+" + sender.lstrip("+"),
@@ -175,17 +191,18 @@ def twilio(request: HttpRequest) -> HttpResponse:
     ):
         return _refuse("twilio", "signature does not match", request)
     data = request.POST if request.method == "POST" else request.GET
-    message_id = data.get("MessageSid", "") or data.get("SmsSid", "")
-    status = data.get("MessageStatus", "")
+    message_id = _text(data.get("MessageSid", "") or data.get("SmsSid", ""), ID_LIMIT)
+    status = _text(data.get("MessageStatus", ""))
+    sender = _text(data.get("From", ""))
     if message_id and status:
         apply_receipt(
             Channel.SMS,
             message_id,
             status,
             None,
-            error_code=data.get("ErrorCode", ""),
-            idempotency_key=request.GET.get(CALLBACK_KEY_PARAM, ""),
+            error_code=_text(data.get("ErrorCode", ""))[:CODE_LIMIT],
+            idempotency_key=_text(request.GET.get(CALLBACK_KEY_PARAM, ""), ID_LIMIT),
         )
-    elif message_id and data.get("From") and "Body" in data:
-        handle_inbound(Channel.SMS, data["From"], data["Body"], message_id, timezone.now())
+    elif message_id and sender and "Body" in data:
+        handle_inbound(Channel.SMS, sender, _text(data["Body"]), message_id, timezone.now())
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")

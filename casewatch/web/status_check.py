@@ -41,6 +41,7 @@ from casewatch.cli.check import result_json
 from casewatch.config import uscis_settings
 from casewatch.core.receipts import InvalidReceipt, normalize_receipt, parse_receipt
 from casewatch.core.receipts import split_receipt_list as split_receipts
+from casewatch.core.spreadsheet import safe_cell
 from casewatch.monitor.bulk_check import (
     MAX_WAIT_SECONDS,
     CheckResult,
@@ -89,8 +90,6 @@ CSV_COLUMNS = (
     "source",
     "case",
 )
-# A cell starting with one of these is run as a formula by spreadsheets: it gets a "'".
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # Why a receipt was not asked about, and what a USCIS answer that is not a status means.
 NOT_ASKED: dict[str, Promise] = {
@@ -197,20 +196,12 @@ def status_check_csv(request: HttpRequest, membership: Membership, token: str) -
         case = item.get("case")
         if case:
             item["case"] = request.build_absolute_uri(reverse("case-detail", args=[case]))
-        writer.writerow([formula_safe(item.get(column)) for column in CSV_COLUMNS])
+        writer.writerow([safe_cell(item.get(column)) for column in CSV_COLUMNS])
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     stamp = meta["at"][:16].replace(":", "").replace("T", "-")
     response["Content-Disposition"] = f'attachment; filename="uscis-status-{stamp}.csv"'
     response["Cache-Control"] = "no-store"
     return response
-
-
-def formula_safe(value: object) -> str:
-    """A cell a spreadsheet shows as text: one that starts like a formula gets a leading '."""
-    if value is None:
-        return ""
-    text = str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 # --- streaming -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from casewatch.accounts.models import Membership
 from casewatch.accounts.permissions import Action, may
 from casewatch.cases.models import Case
 from casewatch.web.access import staff_view
+from casewatch.web.access_log import records_access
 
 FRESHNESS_CACHE_SECONDS = 600
 
@@ -53,6 +54,7 @@ def uscis_panel() -> dict[str, Any]:
 
 
 @staff_view(Action.VIEW_CASES)
+@records_access()
 def home(request: HttpRequest, membership: Membership) -> HttpResponse:
     """The dashboard, or, for a firm that tracks nothing yet, how to start."""
     if Case.objects.filter(firm=membership.firm).exists():
