@@ -446,6 +446,8 @@ def test_a_bulk_check_streams_a_row_per_receipt_and_exports_them(
     assert table[0]["case"] == f"http://testserver/cases/{tracked.pk}/"
     assert table[1]["case"] == ""  # another firm's case is not this firm's
     assert table[0]["title_en"] == "Case Was Approved" and table[0]["source"] == "sandbox"
+    exported = AuditEntry.objects.get(action="status_check.exported")
+    assert (exported.firm_id, exported.details) == (firm.pk, {"rows": 5, "format": "csv"})
 
 
 def test_the_receipts_checked_can_then_be_added_as_cases(browser: Browser, firm: Firm) -> None:

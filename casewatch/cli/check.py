@@ -13,7 +13,7 @@ from rich.table import Table
 from casewatch.cli.output import errors, fail, print_json, stdout_is_terminal, terminal
 from casewatch.config import uscis_settings
 from casewatch.core.receipts import split_receipt_list
-from casewatch.monitor.bulk_check import CheckResult, check_receipts
+from casewatch.monitor.bulk_check import CheckResult, check_receipts, result_json
 from casewatch.monitor.pacing import Pacer
 from casewatch.uscis.connect import official_client
 from casewatch.uscis.source import Found
@@ -30,43 +30,6 @@ def register(commands: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON array")
     parser.add_argument("--lang", choices=("en", "es"), default="en", help="language of titles")
     parser.set_defaults(run=run)
-
-
-def result_json(result: CheckResult, source: str) -> dict[str, object]:
-    """One item of the `--json` array, exactly as cli.md defines it."""
-    outcome = result.outcome
-    item: dict[str, object] = {
-        "receipt_number": result.receipt_number,
-        "ok": result.ok,
-        "error": outcome.error,
-        "message": getattr(outcome, "message", None),
-        "form_type": None,
-        "title_en": None,
-        "title_es": None,
-        "description_en": None,
-        "status": None,
-        "category": None,
-        "urgency": None,
-        "confidence": None,
-        "source": source,
-    }
-    if isinstance(outcome, Found):
-        status = outcome.status
-        item.update(
-            message=status.message or None,
-            form_type=status.form_type or None,
-            title_en=status.title_en or None,
-            title_es=status.title_es or None,
-            description_en=status.description_en or None,
-        )
-    if result.classification is not None:
-        item.update(
-            status=result.classification.status,
-            category=result.classification.category,
-            urgency=result.classification.urgency,
-            confidence=result.classification.confidence,
-        )
-    return item
 
 
 def _read_inputs(args: argparse.Namespace) -> list[str] | str:

@@ -118,3 +118,40 @@ def _result(text: str, number: str, outcome: Outcome) -> CheckResult:
             if not spanish.is_unknown:
                 classification = spanish
     return CheckResult(text, number, outcome, classification)
+
+
+def result_json(result: CheckResult, source: str) -> dict[str, object]:
+    """One item of the `--json` array, exactly as cli.md defines it."""
+    outcome = result.outcome
+    item: dict[str, object] = {
+        "receipt_number": result.receipt_number,
+        "ok": result.ok,
+        "error": outcome.error,
+        "message": getattr(outcome, "message", None),
+        "form_type": None,
+        "title_en": None,
+        "title_es": None,
+        "description_en": None,
+        "status": None,
+        "category": None,
+        "urgency": None,
+        "confidence": None,
+        "source": source,
+    }
+    if isinstance(outcome, Found):
+        status = outcome.status
+        item.update(
+            message=status.message or None,
+            form_type=status.form_type or None,
+            title_en=status.title_en or None,
+            title_es=status.title_es or None,
+            description_en=status.description_en or None,
+        )
+    if result.classification is not None:
+        item.update(
+            status=result.classification.status,
+            category=result.classification.category,
+            urgency=result.classification.urgency,
+            confidence=result.classification.confidence,
+        )
+    return item

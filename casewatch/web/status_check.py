@@ -37,7 +37,8 @@ from django.utils.translation import gettext_lazy
 
 from casewatch.accounts.models import Firm, Membership
 from casewatch.accounts.permissions import Action, may
-from casewatch.cli.check import result_json
+from casewatch.audit.chain import record as audit
+from casewatch.audit.chain import staff_actor
 from casewatch.config import uscis_settings
 from casewatch.core.receipts import InvalidReceipt, normalize_receipt, parse_receipt
 from casewatch.core.receipts import split_receipt_list as split_receipts
@@ -47,6 +48,7 @@ from casewatch.monitor.bulk_check import (
     CheckResult,
     InvalidInput,
     check_receipts,
+    result_json,
 )
 from casewatch.monitor.checks import FETCHERS
 from casewatch.monitor.health import READABLE, circuit_allows, note_outcome
@@ -197,6 +199,14 @@ def status_check_csv(request: HttpRequest, membership: Membership, token: str) -
         if case:
             item["case"] = request.build_absolute_uri(reverse("case-detail", args=[case]))
         writer.writerow([safe_cell(item.get(column)) for column in CSV_COLUMNS])
+    audit(
+        "status_check.exported",
+        object_type="status_check",
+        object_id=token[:32],
+        firm_id=membership.firm_id,
+        actor=staff_actor(membership.user_id),
+        details={"rows": len(meta["rows"]), "format": "csv"},
+    )
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     stamp = meta["at"][:16].replace(":", "").replace("T", "-")
     response["Content-Disposition"] = f'attachment; filename="uscis-status-{stamp}.csv"'
