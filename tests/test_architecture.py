@@ -42,6 +42,8 @@ def _imports(path: Path) -> Iterator[tuple[str, int]]:
             names = [node.module]
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
+        else:
+            continue
         for name in names:
             parts = name.split(".")
             if parts[0] == "casewatch" and len(parts) > 1:
@@ -82,6 +84,8 @@ def test_core_knows_nothing_of_django_or_http() -> None:
                 names = [node.module]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
+            else:
+                continue
             wrong += [
                 f"{path.name}:{node.lineno} {name}"
                 for name in names
