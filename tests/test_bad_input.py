@@ -774,3 +774,31 @@ def test_signed_ids_too_long_or_with_nul_are_acknowledged_and_ignored() -> None:
     assert DeliveryReceipt.objects.count() == 0
     stored = InboundMessage.objects.get()
     assert "\x00" not in stored.provider_message_id and "\x00" not in stored.sender
+
+
+@pytest.mark.django_db
+def test_control_characters_in_a_uscis_answer_are_dropped_before_it_is_recorded() -> None:
+    """NUL cannot be stored in PostgreSQL: an answer carrying one must not stop the worker."""
+    firm = Firm.objects.create(name="Control Firm", slug="control")
+    case = Case.objects.create(firm=firm, receipt_number="EAC2490099999")
+    said = CaseStatus(
+        receipt_number="EAC2490099999",
+        form_type="I-485\x00",
+        title_en="Case Was\x00 Approved\x07",
+        title_es="Caso Aprobado\x00",
+        description_en="On March 2, 2026, we approved\x00 your case.\n",
+        description_es="",
+        submitted_at=None,
+        modified_at=datetime(2026, 3, 2, 14, 0, tzinfo=UTC),
+        history=(),
+        message="",
+        source="sandbox",
+    )
+
+    record_outcome(case, Found(said), observed_at=timezone.now())
+
+    case.refresh_from_db()
+    assert case.status == "approved"
+    observation = case.observations.get()
+    assert observation.title_en == "Case Was Approved"
+    assert observation.description_en == "On March 2, 2026, we approved your case.\n"

@@ -21,6 +21,19 @@ class NotSent(Exception):
     """`fetch` asked `pace` for its first request and was refused: nothing was asked."""
 
 
+# Control characters other than tab and line breaks: never meaningful in a USCIS text,
+# and NUL cannot be stored in PostgreSQL at all.
+_CONTROL = dict.fromkeys(c for c in range(32) if chr(c) not in "\t\n\r") | {0x7F: None}
+
+
+def _keep_printable(answer: object, names: tuple[str, ...]) -> None:
+    """Drop control characters from an answer's texts, whichever way it was made."""
+    for name in names:
+        text = getattr(answer, name)
+        if isinstance(text, str):
+            object.__setattr__(answer, name, text.translate(_CONTROL))
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One line of `hist_case_status`: an earlier step and when it happened."""
@@ -28,6 +41,9 @@ class HistoryEntry:
     date: date | None
     text_en: str
     text_es: str
+
+    def __post_init__(self) -> None:
+        _keep_printable(self, ("text_en", "text_es"))
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,12 @@ class CaseStatus:
     history: tuple[HistoryEntry, ...]
     message: str
     source: SourceName
+
+    def __post_init__(self) -> None:
+        _keep_printable(
+            self,
+            ("form_type", "title_en", "title_es", "description_en", "description_es", "message"),
+        )
 
 
 @dataclass(frozen=True)
