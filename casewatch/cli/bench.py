@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from casewatch.cli import bench_monitor, bench_web
+from casewatch.cli import bench_chaos, bench_monitor, bench_web
 from casewatch.cli.output import print_json
 from casewatch.config import ConfigError
 
@@ -61,6 +61,7 @@ def register(commands: Any) -> None:
     quota.add_argument("--json", action="store_true")
     quota.set_defaults(run=bench_monitor.run_quota)
     bench_web.register(benches)
+    bench_chaos.register(benches)
 
 
 def write_caseload(

@@ -8,6 +8,7 @@ workers share them.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
@@ -39,6 +41,8 @@ RELEARN_EVERY = timedelta(minutes=10)
 # Successful reads in a row are noted for the circuit breaker at most this often.
 NOTE_READS_EVERY = timedelta(seconds=1)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+log = logging.getLogger(__name__)
 
 _open = ExitStack()
 _source: CaseStatusSource | None = None
@@ -197,28 +201,44 @@ def _poll_round() -> int:
         left = ROUND_SECONDS - (time.monotonic() - started)
         if left <= 0:
             break
-        held = bucket.blocked_until() - bucket.clock()
-        if held > 0:
-            # USCIS asked every worker to wait (a 429 or 503, Retry-After): go on the
-            # moment the wait is over, in this round if it ends first, else in a poll
-            # scheduled for then rather than at the next minute's round.
-            if held >= left:
-                resume_after(held, bucket.blocked_until())
-                break
-            stopping.wait(held)
-            continue
-        if not circuit_allows(timezone.now()):
+        try:
+            step = _round_step(source, bucket, left)
+        except (OperationalError, InterfaceError) as exc:
+            # The database dropped this connection (restarted, or pg_terminate_backend):
+            # Django reconnects only once it is closed. What was claimed stays claimed
+            # until its lease runs out; the round goes on with a fresh connection.
+            log.warning("database connection lost in a round, reconnecting: %s", exc)
+            connection.close()
             stopping.wait(min(IDLE_SECONDS, left))
             continue
-        report = poll_once(source, bucket)
-        checked += report.checked
-        if report.stopped_early == "quota":
-            break  # today's quota is spent (or the claims ran out): the next round claims afresh
-        if report.stopped_early in ("rate_limited", "unavailable"):
-            continue  # backed off: the wait is taken above
-        if report.checked == 0:
-            stopping.wait(min(IDLE_SECONDS, left))  # nothing may be checked yet: look again soon
+        if step is None:
+            break
+        checked += step
     return checked
+
+
+def _round_step(source: CaseStatusSource, bucket: Quota, left: float) -> int | None:
+    """One step of a round with `left` seconds to go: checks made, or None when it ends."""
+    held = bucket.blocked_until() - bucket.clock()
+    if held > 0:
+        # USCIS asked every worker to wait (a 429 or 503, Retry-After): go on the
+        # moment the wait is over, in this round if it ends first, else in a poll
+        # scheduled for then rather than at the next minute's round.
+        if held >= left:
+            resume_after(held, bucket.blocked_until())
+            return None
+        stopping.wait(held)
+        return 0
+    if not circuit_allows(timezone.now()):
+        stopping.wait(min(IDLE_SECONDS, left))
+        return 0
+    report = poll_once(source, bucket)
+    if report.stopped_early == "quota":
+        return None  # today's quota is spent (or the claims ran out): the next round claims afresh
+    if report.stopped_early not in ("rate_limited", "unavailable") and report.checked == 0:
+        stopping.wait(min(IDLE_SECONDS, left))  # nothing may be checked yet: look again soon
+    # Backed off after a 429 or 503: the wait is taken at the top of the next step.
+    return report.checked
 
 
 # The moment (epoch seconds on the quota's clock) the last resuming poll was scheduled for.

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.utils import timezone
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task
@@ -81,6 +81,12 @@ def deliver_forever() -> None:
     while not stopping.is_set():
         try:
             deliver_round()
+        except (OperationalError, InterfaceError) as exc:
+            # The database dropped the connection (restarted, or pg_terminate_backend):
+            # Django reconnects only once it is closed; go on at once with a fresh one.
+            log.warning("database connection lost in a delivery round, reconnecting: %s", exc)
+            connection.close()
+            stopping.wait(IDLE_SECONDS)
         except Exception:
             log.exception("a delivery round failed; trying again shortly")
             close_old_connections()

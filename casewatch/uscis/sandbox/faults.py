@@ -13,6 +13,7 @@ import json
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
@@ -137,6 +138,7 @@ class FaultInjector:
         self._rng = random.Random(plan.seed)
         self._lock = threading.Lock()
         self._storm_left = 0
+        self._forced: deque[FaultKind] = deque()
         self._started = time.monotonic()
         self.injected: dict[str, int] = {}
 
@@ -146,6 +148,11 @@ class FaultInjector:
             return False
         window = int((time.monotonic() - self._started) / self.plan.window)
         return random.Random(f"{self.plan.seed}:{window}").random() < rate
+
+    def force(self, kind: FaultKind, count: int = 1) -> None:
+        """The next `count` requests get `kind`, whatever the plan says (a chaos run's one-offs)."""
+        with self._lock:
+            self._forced.extend([kind] * count)
 
     def next_fault(self) -> FaultKind | None:
         with self._lock:
@@ -157,6 +164,8 @@ class FaultInjector:
     def _choose(self) -> FaultKind | None:
         if self._outage_now():
             return FaultKind.OUTAGE
+        if self._forced:
+            return self._begin(self._forced.popleft())
         if self._storm_left > 0:
             self._storm_left -= 1
             return FaultKind.STORM
