@@ -25,6 +25,9 @@ INSTALLED_APPS = [
     "casewatch.cases",
     "casewatch.monitor",
     "casewatch.notify",
+    "casewatch.api",
+    # Only for its bundled Swagger UI files (served by WhiteNoise): no CDN at run time.
+    "ninja",
     "django_htmx",
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -182,6 +185,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 CASEWATCH_INVITATION_DAYS = config.invitation_days()
 CASEWATCH_PUBLIC_URL = config.public_url()
+# Requests one API token may make per minute before answers are 429 (docs/api.md).
+CASEWATCH_API_RATE_PER_MINUTE = int(os.environ.get("CASEWATCH_API_RATE_PER_MINUTE", "600"))
 
 # Headers for every page; the portal's own, stricter ones are kept where it sets them.
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,9 +1,11 @@
-"""URL routes: the staff app now; the portal, API and webhooks mount here as they land."""
+"""URL routes: the staff app, the client portal, the REST API and provider webhooks."""
 
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
+from casewatch.api.main import not_found
+from casewatch.api.main import urls as api_urls
 from casewatch.portal import unsubscribe as portal_unsubscribe
 from casewatch.portal import views as portal_views
 from casewatch.web import (
@@ -141,6 +143,9 @@ urlpatterns = [
     # Fixed paths (spec/cli.md): no trailing slash, CSRF-exempt, signed or refused.
     path("webhooks/whatsapp", provider_webhooks.whatsapp, name="webhook-whatsapp"),
     path("webhooks/twilio", provider_webhooks.twilio, name="webhook-twilio"),
+    # The REST API (docs/api.md): bearer tokens, no session, no CSRF.
+    path("api/v1/", api_urls()),
+    path("api/v1/<path:rest>", not_found, name="api-not-found"),
 ]
 
 # A request too large to read gets a page saying so (413), not a bare "Bad Request".

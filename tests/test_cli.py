@@ -202,3 +202,32 @@ def test_bench_import_prints_the_contract_and_leaves_nothing_behind(tmp_path) ->
     assert {"rows", "seconds", "rows_per_second"} <= set(figures) and figures["rows"] == 200
     assert list(scratch.iterdir()) == [], "the throwaway database is removed"
     assert not (tmp_path / "d" / "casewatch.sqlite3").exists(), "the firm's database is untouched"
+
+
+def test_token_create_prints_the_token_once_as_the_contract_says(tmp_path) -> None:
+    result = casewatch("token", "create", "--scope", "read", "--json", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    created = json.loads(result.stdout)
+    assert set(created) == {"token", "scope", "firm"}
+    assert created["scope"] == "read" and created["firm"] == "default"
+    assert created["token"].startswith("cw_") and len(created["token"]) > 40
+
+    plain = casewatch("token", "create", "--scope", "write", data_dir=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    (line,) = plain.stdout.splitlines()
+    assert line.startswith("cw_") and line != created["token"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("token", "create", "--scope", "admin"),
+        ("token", "create"),
+        ("token", "create", "--scope", "read", "--firm", "no-such-firm"),
+    ],
+)
+def test_token_create_refuses_bad_usage_in_one_line(tmp_path, args) -> None:
+    result = casewatch(*args, data_dir=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -13,6 +13,10 @@ what), and the same few rules apply to every row:
   404, exactly as for an object that does not exist; never 403, never 200;
 - front desk changes nothing but their own settings;
 - no page shown to a member carries another firm's client (name, e-mail, phone) or receipt.
+
+The REST API (/api/v1/) answers on a bearer token alone, so its rows (`Api`) are asked
+with no token, a read token and a write token of the member's firm: no token is 401, a
+read token changing anything is 403, and another firm's object is 404 like a missing one.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from django.contrib.auth.models import User
 from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
 from django.test import Client as Browser
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import NoReverseMatch, URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -37,6 +41,7 @@ from django.utils.http import urlsafe_base64_encode
 from casewatch.accounts import team
 from casewatch.accounts.models import Firm, Membership, Role
 from casewatch.accounts.permissions import PERSONAL, READ_ONLY_ROLES, Action, may
+from casewatch.api.tokens import create_token
 from casewatch.cases.models import Case, Client, Deadline, SavedView, StatusEvent
 from casewatch.notify.models import Notification, NotificationStatus, RoutingRule
 from casewatch.notify.portal_links import issue_link
@@ -54,7 +59,7 @@ A = Action
 NOBODY = "anonymous"
 ROLES: tuple[str, ...] = tuple(Role.values)
 WHO: tuple[str, ...] = (NOBODY, *ROLES)
-GET, POST = "GET", "POST"
+GET, POST, PATCH = "GET", "POST", "PATCH"
 LOGIN = "/login/"
 
 
@@ -126,7 +131,20 @@ class Public:
     form: Mapping[str, str] = field(default_factory=dict)
 
 
-Row = Staff | Public
+@dataclass(frozen=True)
+class Api:
+    """An API route: `methods` maps each method of its contract to the answer a write token
+    of the object's own firm gets (sending `body`); `target` names the object in its path."""
+
+    methods: Mapping[str, int]
+    target: str | None = None
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+
+Row = Staff | Public | Api
+# Who calls the API: nobody, or a token of the member's firm with one of the two scopes.
+NO_TOKEN, READ_TOKEN, WRITE_TOKEN = "no-token", "read-token", "write-token"
+API_CALLERS = (NO_TOKEN, READ_TOKEN, WRITE_TOKEN)
 
 
 def for_admins(admins: int, others: int) -> Mapping[str, int]:
@@ -224,11 +242,33 @@ ROUTES: Mapping[str, Row] = {
     "health": Public(get=200, post=None),
     "webhook-whatsapp": Public(get=403, post=403),  # unsigned: refused
     "webhook-twilio": Public(get=403, post=403),
+    # The REST API: its schema and docs are public; everything else needs a token.
+    "openapi-json": Public(get=200, post=None),
+    "openapi-view": Public(get=200, post=None),
+    "api-root": Public(get=404, post=None),  # nothing at the bare prefix
+    "api-not-found": Public(get=404, post=404, target="api"),  # any other API address
+    "api-cases": Api({GET: 200, POST: 422}),  # an empty case is refused, field by field
+    "api-case": Api({GET: 200, PATCH: 200}, "case"),
+    "api-case-archive": Api({POST: 200}, "case"),
+    "api-case-events": Api({GET: 200}, "case"),
+    "api-events": Api({GET: 200}),
+    "api-deadlines": Api({GET: 200}),
 }
 
 
-def expected(row: Row, who: str, whose: Whose, method: str) -> int:
-    """The one answer the rules and the row allow."""
+def expected_from_api(row: Api, caller: str, whose: Whose, method: str) -> int:
+    """The one answer the token rules allow, in the order the API checks them."""
+    if caller == NO_TOKEN:
+        return 401
+    if caller == READ_TOKEN and method != GET:
+        return 403
+    if whose is Whose.OTHER_FIRM:
+        return 404
+    return row.methods[method]
+
+
+def expected(row: Staff | Public, who: str, whose: Whose, method: str) -> int:
+    """The one answer the rules and the row allow (an API row's: expected_from_api)."""
     if isinstance(row, Public):
         answer = (row.get, row.post)[method == POST]
         assert answer is not None
@@ -273,6 +313,7 @@ class Office:
     saved_views: dict[str, int]
     inbox: dict[str, int]
     calendar_tokens: dict[str, str]
+    api_tokens: dict[str, str]
 
 
 SHEET = b"Receipt Number,Client Name\nEAC2690099999,Fakey McTestface\n"
@@ -300,6 +341,7 @@ TARGETS: Mapping[str, Callable[[Office, Membership], Target]] = {
 }
 
 PUBLIC_TARGETS: Mapping[str, Callable[[Office], Target]] = {
+    "api": lambda office: Target({"rest": f"cases/{office.case.pk}/nothing"}),
     "portal": lambda office: Target({"token": office.portal_token}),
     "invitation": lambda office: Target({"token": office.invitation_token}),
     "calendar": lambda office: Target({"token": office.calendar_tokens[Role.ATTORNEY]}),
@@ -315,6 +357,7 @@ PUBLIC_TARGETS: Mapping[str, Callable[[Office], Target]] = {
 }
 # Looks like a real token, so that it reaches the lookup rather than a format check.
 FORGED: Mapping[str, Mapping[str, str]] = {
+    "api": {"rest": "no/such/thing"},
     "portal": {"token": "x" * 43},
     "invitation": {"token": "MQ:1vQ2Xx:forgedforgedforgedforgedforgedforg"},
     "calendar": {"token": "y" * 43},
@@ -410,6 +453,10 @@ def office(slug: str, name: str, client_name: str, receipt: str, phone: str) -> 
         saved_views=saved_views,
         inbox=inbox,
         calendar_tokens=calendar_tokens,
+        api_tokens={
+            caller: create_token(firm, scope, actor="test").secret
+            for caller, scope in ((READ_TOKEN, "read"), (WRITE_TOKEN, "write"))
+        },
     )
 
 
@@ -476,6 +523,19 @@ def matrix() -> Iterator[Any]:
         if row is None:
             yield pytest.param(name, route, "", Whose.NONE, GET, id=f"{name or route}-NO-ROW")
             continue
+        if isinstance(row, Api):
+            for caller in API_CALLERS:
+                for whose in (Whose.OWN, Whose.OTHER_FIRM) if row.target else (Whose.NONE,):
+                    for method in row.methods:
+                        yield pytest.param(
+                            name,
+                            route,
+                            caller,
+                            whose,
+                            method,
+                            id=f"{name}-{caller}-{whose}-{method}",
+                        )
+            continue
         for who in WHO:
             for whose in whose_for(row, who):
                 for method in methods_for(row):
@@ -484,10 +544,18 @@ def matrix() -> Iterator[Any]:
                     )
 
 
+def reverse_route(name: str) -> str:
+    """A route's address by name; the API's routes are named within its namespace."""
+    try:
+        return reverse(name)
+    except NoReverseMatch:
+        return reverse(f"api:{name}")
+
+
 def address(world: World, name: str, row: Row, who: str, whose: Whose) -> tuple[str, Target]:
     if isinstance(row, Public):
         if row.target is None:
-            return reverse(name), Target()
+            return reverse_route(name), Target()
         if whose is Whose.FORGED:
             return reverse(name, kwargs=dict(FORGED[row.target])), Target()
         found = PUBLIC_TARGETS[row.target](world.own)
@@ -537,6 +605,9 @@ def test_the_answer_is_the_one_allowed(
             f"route {route!r} (name {name!r}) has no row in ROUTES in {__file__}: add one "
             f"saying which action it needs to look and to change, so that it is in the matrix"
         )
+    if isinstance(row, Api):
+        call_the_api(world, name, row, who, whose, method)
+        return
     browser = Browser() if who == NOBODY else signed_in(world.own.members[who])
     url, target = address(world, name, row, who, whose)
     if method == GET:
@@ -555,6 +626,29 @@ def test_the_answer_is_the_one_allowed(
         shown = body_of(response).decode("utf-8", "replace")
         for secret in (*OTHER_FIRMS_DATA, OTHER_RECEIPT):
             assert secret not in shown, f"{method} {url} as {who} shows {secret!r}"
+
+
+def call_the_api(world: World, name: str, row: Api, caller: str, whose: Whose, method: str) -> None:
+    """One API request with the caller's token of the own firm, naming whose object."""
+    office = world.other if whose is Whose.OTHER_FIRM else world.own
+    kwargs = {"case_id": office.case.pk} if row.target == "case" else {}
+    headers = {}
+    if caller != NO_TOKEN:
+        headers["Authorization"] = f"Bearer {world.own.api_tokens[caller]}"
+    response = Browser().generic(
+        method,
+        reverse(f"api:{name}", kwargs=kwargs),
+        json.dumps(dict(row.body)) if method != GET else "",
+        content_type="application/json",
+        headers=headers,
+    )
+    want = expected_from_api(row, caller, whose, method)
+    shown = body_of(response).decode("utf-8", "replace")
+    assert response.status_code == want, f"{method} {name} with {caller} ({whose}): {shown[-800:]}"
+    if want >= 400:
+        assert response["Content-Type"] == "application/problem+json"
+    for secret in (*OTHER_FIRMS_DATA, OTHER_RECEIPT):
+        assert secret not in shown, f"{method} {name} with {caller} shows {secret!r}"
 
 
 def nowhere(target: Target) -> Target:

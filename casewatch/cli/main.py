@@ -21,6 +21,7 @@ from casewatch.cli import (
     sandbox,
     simulate,
     status,
+    token,
     unlock,
     up,
     worker,
@@ -44,6 +45,7 @@ COMMANDS = (
     keys,  # Key rotation, backup and restore: docs/security.md.
     backup,
     unlock,  # A locked-out login, a lost phone: docs/security.md.
+    token,  # API tokens for the REST API: docs/api.md.
 )
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from casewatch.accounts.models import Firm, Role
+from casewatch.accounts.models import Firm
+from casewatch.cases.queries import ASSIGNABLE, members
 from casewatch.cases.sheet import COLUMNS, TARGETS, RawRow, RowResult, validate_row
 from casewatch.web.uploads import too_big_message, upload_limit
 
@@ -58,25 +58,11 @@ REFUSED: Mapping[str, Promise] = {
     ),
 }
 
-# Who may be named in each role on a case: the firm's members with these roles.
-ASSIGNABLE: Mapping[str, tuple[Role, ...]] = {
-    "attorney": (Role.ATTORNEY, Role.ADMIN),
-    "paralegal": (Role.PARALEGAL, Role.OPERATIONS, Role.ADMIN),
-}
-
 
 class MemberChoice(forms.ModelChoiceField):  # type: ignore[type-arg]
     def label_from_instance(self, obj: Any) -> str:
         user: User = obj
         return user.get_full_name() or user.get_username()
-
-
-def members(firm: Firm, roles: tuple[Role, ...]) -> QuerySet[User]:
-    return (
-        User.objects.filter(memberships__firm=firm, memberships__role__in=roles)
-        .order_by("first_name", "last_name", "username")
-        .distinct()
-    )
 
 
 class AddCaseForm(forms.Form):

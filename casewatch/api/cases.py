@@ -1,0 +1,584 @@
+"""Cases, their status events and deadlines, as the firm's own systems read and write them.
+
+Everything is found within the token's firm: another firm's case is a 404, exactly as
+one that does not exist. Lists take the web app's filters (casewatch.cases.queries)
+and are read a page at a time with an opaque `cursor`; each page gives the `next` URL.
+Client names, e-mails and phones (and a case's notes) are in answers to write tokens
+only, for now: a read token is for status, not for personal data.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from django.core import signing
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+from django.utils import timezone
+from ninja import Field, Query, Router, Schema
+from ninja.decorators import decorate_view
+from ninja.params.functions import Header
+from ninja.responses import Status
+
+from casewatch.api.auth import may_see_clients, token_of
+from casewatch.api.idempotency import idempotent
+from casewatch.api.models import ApiToken
+from casewatch.api.problems import Problem
+from casewatch.api.tokens import token_actor
+from casewatch.audit.chain import record as audit
+from casewatch.cases.intake import DuplicateCase, add_case, case_details
+from casewatch.cases.models import Case, Deadline, StatusEvent
+from casewatch.cases.queries import (
+    ASSIGNABLE,
+    RECEIPT_STATES,
+    SORTS,
+    STATES,
+    clean_parameters,
+    matching_cases,
+    members,
+)
+from casewatch.cases.sheet import RawRow, clean_form_type, split_tags, validate_row
+from casewatch.core.receipts import InvalidReceipt, parse_receipt
+from casewatch.core.statuses import CATEGORIES, URGENCIES
+
+router = Router(tags=["cases"])
+
+# Documents the header casewatch.api.idempotency reads before the operation runs.
+IDEMPOTENCY_KEY = Header(
+    None,
+    alias="Idempotency-Key",
+    max_length=255,
+    description="a repeat within 24 h with the same request gets the first answer again",
+)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+CURSOR_SALT = "casewatch.api.cursor"
+
+# --- Schemas ----------------------------------------------------------------------------
+
+
+class ProblemOut(Schema):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class ClientOut(Schema):
+    id: int
+    reference: str = Field(description="the firm's own client id")
+    language: str
+    name: str | None = Field(None, description="write tokens only")
+    email: str | None = Field(None, description="write tokens only")
+    phone: str | None = Field(None, description="write tokens only")
+
+
+class CaseOut(Schema):
+    id: int
+    receipt_number: str | None = Field(description="null while the receipt is pending")
+    form_type: str
+    status: str
+    category: str
+    urgency: str
+    title_en: str
+    title_es: str
+    status_since: datetime | None
+    uscis_status_since: datetime | None
+    archived_at: datetime | None
+    attorney_id: int | None
+    paralegal_id: int | None
+    tags: list[str]
+    notes: str | None = Field(None, description="write tokens only")
+    client: ClientOut | None
+    last_checked_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CasePage(Schema):
+    items: list[CaseOut]
+    next: str | None = Field(description="the next page's URL; null on the last page")
+
+
+class EventOut(Schema):
+    id: int
+    case_id: int
+    receipt_number: str | None
+    status: str
+    previous_status: str
+    category: str
+    urgency: str
+    title_en: str
+    title_es: str
+    description_en: str
+    description_es: str
+    uscis_date: datetime | None
+    observed_at: datetime
+    initial: bool
+    recovered: bool
+
+
+class EventPage(Schema):
+    items: list[EventOut]
+    next: str | None
+
+
+class DeadlineOut(Schema):
+    id: int
+    case_id: int
+    receipt_number: str | None
+    kind: str
+    due_on: date = Field(description="the date casewatch computed")
+    firm_due_on: date | None = Field(description="the firm's own date, when it set one")
+    effective_due_on: date
+    completed_at: datetime | None
+    created_at: datetime
+
+
+class DeadlinePage(Schema):
+    items: list[DeadlineOut]
+    next: str | None
+
+
+class CaseFilters(Schema):
+    """The web app's case-list filters, with the same meanings."""
+
+    q: str | None = Field(None, max_length=200, description="a receipt (or its start) or a name")
+    category: str | None = Field(None, description="a status category")
+    urgency: str | None = Field(None, description="action, progress, info or review")
+    form: str | None = Field(None, max_length=200, description="a form type, like I-485")
+    attorney: str | None = Field(None, max_length=20, description="a member's id, or none")
+    tag: str | None = Field(None, max_length=200)
+    receipt: str | None = Field(None, description="pending or known")
+    state: str | None = Field(None, description="active (default), archived or all")
+    sort: str | None = Field(None, description="recent, oldest, receipt, form, added, archived")
+    cursor: str | None = Field(None, max_length=2000)
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+
+
+class PageQuery(Schema):
+    cursor: str | None = Field(None, max_length=2000)
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+
+
+class EventQuery(PageQuery):
+    since: datetime | None = Field(None, description="only events casewatch saw at or after")
+
+
+class DeadlineQuery(PageQuery):
+    open: bool = Field(True, description="only deadlines not yet done")
+    due_after: date | None = None
+    due_before: date | None = None
+
+
+class CaseIn(Schema):
+    """One case, its fields named as the import's columns; judged by the import's rules."""
+
+    receipt_number: str = Field("", max_length=60)
+    form_type: str = Field("", max_length=40)
+    client_name: str = Field("", max_length=300)
+    client_id: str = Field("", max_length=200, description="the firm's own client id")
+    client_email: str = Field("", max_length=320)
+    client_phone: str = Field("", max_length=60)
+    client_language: str = Field("", max_length=60)
+    attorney_id: int | None = None
+    paralegal_id: int | None = None
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    notes: str = Field("", max_length=10_000)
+
+
+class CasePatch(Schema):
+    receipt_number: str | None = Field(None, max_length=60, description="only while pending")
+    form_type: str | None = Field(None, max_length=40)
+    attorney_id: int | None = None
+    paralegal_id: int | None = None
+    tags: list[str] | None = Field(None, max_length=50)
+
+
+# Which values an enumerated filter takes: anything else is a 422, not an empty list.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "category": tuple(CATEGORIES),
+    "urgency": URGENCIES,
+    "receipt": tuple(RECEIPT_STATES),
+    "state": tuple(STATES),
+    "sort": tuple(SORTS),
+}
+
+ERRORS: dict[int | str, Any] = {401: ProblemOut, 403: ProblemOut, 422: ProblemOut, 429: ProblemOut}
+WITH_404 = {**ERRORS, 404: ProblemOut}
+POSTED = {**WITH_404, 400: ProblemOut, 409: ProblemOut}
+
+# --- Answers ------------------------------------------------------------------------------
+
+
+def case_out(case: Case, token: ApiToken) -> dict[str, Any]:
+    personal = may_see_clients(token)
+    client = case.client
+    return {
+        "id": case.pk,
+        "receipt_number": case.receipt_number,
+        "form_type": case.form_type,
+        "status": case.status,
+        "category": case.category,
+        "urgency": case.urgency,
+        "title_en": case.title_en,
+        "title_es": case.title_es,
+        "status_since": case.status_since,
+        "uscis_status_since": case.uscis_status_since,
+        "archived_at": case.archived_at,
+        "attorney_id": case.attorney_id,
+        "paralegal_id": case.paralegal_id,
+        "tags": [str(tag) for tag in case.tags],
+        "notes": case.notes if personal else None,
+        "client": None
+        if client is None
+        else {
+            "id": client.pk,
+            "reference": client.reference,
+            "language": client.language or "en",
+            "name": client.name if personal else None,
+            "email": client.email if personal else None,
+            "phone": client.phone if personal else None,
+        },
+        "last_checked_at": case.last_checked_at,
+        "created_at": case.created_at,
+        "updated_at": case.updated_at,
+    }
+
+
+def event_out(event: StatusEvent) -> dict[str, Any]:
+    return {
+        "id": event.pk,
+        "case_id": event.case_id,
+        "receipt_number": event.case.receipt_number,
+        **{
+            name: getattr(event, name)
+            for name in (
+                "status",
+                "previous_status",
+                "category",
+                "urgency",
+                "title_en",
+                "title_es",
+                "description_en",
+                "description_es",
+                "uscis_date",
+                "observed_at",
+                "initial",
+                "recovered",
+            )
+        },
+    }
+
+
+def deadline_out(deadline: Deadline) -> dict[str, Any]:
+    return {
+        "id": deadline.pk,
+        "case_id": deadline.case_id,
+        "receipt_number": deadline.case.receipt_number,
+        "kind": deadline.kind,
+        "due_on": deadline.due_on,
+        "firm_due_on": deadline.firm_due_on,
+        "effective_due_on": deadline.effective_due_on,
+        "completed_at": deadline.completed_at,
+        "created_at": deadline.created_at,
+    }
+
+
+# --- Pages --------------------------------------------------------------------------------
+
+
+def _page(
+    request: HttpRequest,
+    rows: QuerySet[Any] | None,
+    query: dict[str, str],
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Any], str | None]:
+    """One page of `rows` and the next page's URL.
+
+    The cursor is opaque to clients: a signed position within this very query, so a
+    cursor made for other filters (or forged) is a 400, never another list's page.
+    """
+    offset = 0
+    if cursor:
+        try:
+            found = signing.loads(cursor, salt=CURSOR_SALT)
+        except signing.BadSignature:
+            raise Problem(400, "This cursor was not made by casewatch.") from None
+        if not isinstance(found, dict) or found.get("q") != query:
+            raise Problem(400, "This cursor belongs to another query: keep the same filters.")
+        offset = int(found.get("o", 0))
+    if rows is None:
+        return [], None
+    items = list(rows[offset : offset + limit + 1])
+    following = None
+    if len(items) > limit:
+        token = signing.dumps({"o": offset + limit, "q": query}, salt=CURSOR_SALT)
+        following = request.build_absolute_uri(
+            request.path + "?" + urlencode({**query, "limit": limit, "cursor": token})
+        )
+    return items[:limit], following
+
+
+def _choices_checked(filters: CaseFilters) -> dict[str, str]:
+    errors = [
+        {"field": name, "in": "query", "message": f"one of: {', '.join(allowed)}"}
+        for name, allowed in CHOICES.items()
+        if getattr(filters, name) not in (None, "", *allowed)
+    ]
+    if errors:
+        raise Problem(422, "Some filters have values casewatch does not know.", errors=errors)
+    return clean_parameters({k: v for k, v in filters.dict().items() if isinstance(v, str)})
+
+
+def _case_of(token: ApiToken, pk: int) -> Case:
+    case = Case.objects.select_related("client").filter(firm_id=token.firm_id, pk=pk).first()
+    if case is None:
+        raise Http404
+    return case
+
+
+# --- Operations ---------------------------------------------------------------------------
+
+
+@router.get("/cases", response={200: CasePage, **ERRORS, 400: ProblemOut}, url_name="api-cases")
+def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, Any]:
+    """The firm's cases, filtered as in the web app's case list, a page at a time."""
+    token = token_of(request)
+    parameters = _choices_checked(filters)
+    found = matching_cases(token.firm, parameters)
+    rows = None if found is None else found.select_related("client")
+    items, following = _page(request, rows, parameters, filters.cursor, filters.limit)
+    return {"items": [case_out(case, token) for case in items], "next": following}
+
+
+def _member_errors(token: ApiToken, chosen: dict[str, int | None]) -> list[dict[str, str]]:
+    """Attorneys and paralegals must be members of the firm in a role that may be named."""
+    errors = []
+    for name, roles in ASSIGNABLE.items():
+        pk = chosen.get(f"{name}_id")
+        if pk is not None and not members(token.firm, roles).filter(pk=pk).exists():
+            errors.append(
+                {
+                    "field": f"{name}_id",
+                    "in": "body",
+                    "message": f"not a member of the firm who may be named {name}",
+                }
+            )
+    return errors
+
+
+@router.post("/cases", response={201: CaseOut, **POSTED}, url_name="api-cases")
+@decorate_view(idempotent)
+def create_case(
+    request: HttpRequest, case: CaseIn, idempotency_key: str | None = IDEMPOTENCY_KEY
+) -> Status[dict[str, Any]]:
+    """Add one case by the rules of the web form and `casewatch import`.
+
+    A bad optional field is refused with the import's own message (422); a receipt
+    the firm already tracks is a 409; the receipt may be left out while pending, if
+    the client's name or id is given.
+    """
+    token = token_of(request)
+    values = {
+        "receipt_number": case.receipt_number.strip(),
+        "form_type": case.form_type.strip(),
+        "client_name": case.client_name.strip(),
+        "client_id": case.client_id.strip(),
+        "client_email": case.client_email.strip(),
+        "client_phone": case.client_phone.strip(),
+        "client_language": case.client_language.strip(),
+        "tags": ", ".join(tag.replace(",", " ") for tag in case.tags),
+        "notes": case.notes.strip(),
+    }
+    errors: list[dict[str, str]] = []
+    row = validate_row(RawRow(1, values), receipt_required=False)
+    if row.rejected:
+        errors.extend(
+            {"field": e.column or "receipt_number", "in": "body", "message": e.message}
+            for e in row.errors
+        )
+        row = validate_row(RawRow(1, {**values, "receipt_number": ""}), receipt_required=False)
+    for error in row.errors:
+        column = error.column or ""
+        kept = row.receipt_number if column == "receipt_number" else getattr(row, column, "")
+        if not kept and column:
+            errors.append({"field": column, "in": "body", "message": error.message})
+    errors.extend(
+        _member_errors(token, {"attorney_id": case.attorney_id, "paralegal_id": case.paralegal_id})
+    )
+    if not errors and not (row.receipt_number or row.client_name or row.client_id):
+        errors.append(
+            {
+                "field": "receipt_number",
+                "in": "body",
+                "message": "give the receipt number or, while it is pending, "
+                "the client's name or client id",
+            }
+        )
+    if errors:
+        raise Problem(422, "The case was not added.", errors=errors)
+    try:
+        added = add_case(
+            token.firm,
+            row,
+            attorney=None if case.attorney_id is None else members_by_pk(token, case.attorney_id),
+            paralegal=None
+            if case.paralegal_id is None
+            else members_by_pk(token, case.paralegal_id),
+            actor=token_actor(token),
+        )
+    except DuplicateCase as duplicate:
+        raise Problem(
+            409,
+            f"{duplicate.case.receipt_number} is already case {duplicate.case.pk} of the firm.",
+        ) from None
+    return Status(201, case_out(_case_of(token, added.pk), token))
+
+
+def members_by_pk(token: ApiToken, pk: int) -> Any:
+    return members(token.firm, tuple({r for roles in ASSIGNABLE.values() for r in roles})).get(
+        pk=pk
+    )
+
+
+@router.get("/cases/{case_id}", response={200: CaseOut, **WITH_404}, url_name="api-case")
+def get_case(request: HttpRequest, case_id: int) -> dict[str, Any]:
+    """One case of the firm."""
+    token = token_of(request)
+    return case_out(_case_of(token, case_id), token)
+
+
+@router.patch("/cases/{case_id}", response={200: CaseOut, **POSTED}, url_name="api-case")
+def update_case(request: HttpRequest, case_id: int, patch: CasePatch) -> dict[str, Any]:
+    """Change a case's form, tags, attorney or paralegal, or give its pending receipt."""
+    token = token_of(request)
+    case = _case_of(token, case_id)
+    given = patch.dict(exclude_unset=True)
+    errors = _member_errors(token, given)
+    changed: dict[str, Any] = {}
+    if given.get("receipt_number"):
+        try:
+            receipt = parse_receipt(given["receipt_number"]).number
+        except InvalidReceipt as exc:
+            errors.append({"field": "receipt_number", "in": "body", "message": str(exc)})
+        else:
+            if receipt != case.receipt_number:
+                if not case.receipt_pending:
+                    raise Problem(409, "The case has its receipt number; it cannot be changed.")
+                if Case.objects.filter(firm_id=token.firm_id, receipt_number=receipt).exists():
+                    raise Problem(409, f"{receipt} is already a case of the firm.")
+                changed["receipt_number"] = receipt
+                changed["next_check_at"] = timezone.now()
+    if given.get("form_type") is not None:
+        form_type, problem = (
+            clean_form_type(given["form_type"]) if given["form_type"] else ("", None)
+        )
+        if problem:
+            errors.append({"field": "form_type", "in": "body", "message": problem})
+        elif form_type != case.form_type:
+            changed["form_type"] = form_type
+    if given.get("tags") is not None:
+        tags = split_tags(", ".join(tag.replace(",", " ") for tag in given["tags"]))
+        if tags != case.tags:
+            changed["tags"] = tags
+    for name in ("attorney", "paralegal"):
+        if f"{name}_id" in given and given[f"{name}_id"] != getattr(case, f"{name}_id"):
+            changed[f"{name}_id"] = given[f"{name}_id"]
+    if errors:
+        raise Problem(422, "The case was not changed.", errors=errors)
+    if changed:
+        with transaction.atomic():
+            for name, value in changed.items():
+                setattr(case, name, value)
+            case.save(update_fields=[*changed, "updated_at"])
+            audit(
+                "case.updated",
+                object_type="case",
+                object_id=case.pk,
+                firm_id=case.firm_id,
+                actor=token_actor(token),
+                details={**case_details(case), "changed": sorted(changed)},
+            )
+    return case_out(case, token)
+
+
+@router.post(
+    "/cases/{case_id}/archive", response={200: CaseOut, **POSTED}, url_name="api-case-archive"
+)
+@decorate_view(idempotent)
+def archive_case(
+    request: HttpRequest, case_id: int, idempotency_key: str | None = IDEMPOTENCY_KEY
+) -> dict[str, Any]:
+    """Archive a case: casewatch stops asking USCIS about it. Archiving twice changes nothing."""
+    token = token_of(request)
+    case = _case_of(token, case_id)
+    if not case.is_archived:
+        with transaction.atomic():
+            case.archived_at = timezone.now()
+            case.save(update_fields=["archived_at", "updated_at"])
+            audit(
+                "case.archived",
+                object_type="case",
+                object_id=case.pk,
+                firm_id=case.firm_id,
+                actor=token_actor(token),
+                details={"receipt_number": case.receipt_number},
+            )
+    return case_out(case, token)
+
+
+@router.get(
+    "/cases/{case_id}/events",
+    response={200: EventPage, **WITH_404, 400: ProblemOut},
+    url_name="api-case-events",
+)
+def case_events(request: HttpRequest, case_id: int, page: Query[PageQuery]) -> dict[str, Any]:
+    """A case's status changes, oldest first."""
+    token = token_of(request)
+    case = _case_of(token, case_id)
+    rows = (
+        StatusEvent.objects.filter(case=case).select_related("case").order_by("observed_at", "pk")
+    )
+    items, following = _page(request, rows, {}, page.cursor, page.limit)
+    return {"items": [event_out(event) for event in items], "next": following}
+
+
+@router.get("/events", response={200: EventPage, **ERRORS, 400: ProblemOut}, url_name="api-events")
+def firm_events(request: HttpRequest, page: Query[EventQuery]) -> dict[str, Any]:
+    """Every status change of the firm's cases, oldest first; `since` for today's changes."""
+    token = token_of(request)
+    rows = StatusEvent.objects.filter(firm_id=token.firm_id)
+    query: dict[str, str] = {}
+    if page.since is not None:
+        rows = rows.filter(observed_at__gte=page.since)
+        query["since"] = page.since.isoformat()
+    rows = rows.select_related("case").order_by("observed_at", "pk")
+    items, following = _page(request, rows, query, page.cursor, page.limit)
+    return {"items": [event_out(event) for event in items], "next": following}
+
+
+@router.get(
+    "/deadlines", response={200: DeadlinePage, **ERRORS, 400: ProblemOut}, url_name="api-deadlines"
+)
+def deadlines(request: HttpRequest, page: Query[DeadlineQuery]) -> dict[str, Any]:
+    """The firm's deadlines by date (the firm's own date where it set one)."""
+    token = token_of(request)
+    rows = Deadline.objects.filter(firm_id=token.firm_id)
+    query: dict[str, str] = {"open": str(page.open).lower()}
+    if page.open:
+        rows = rows.filter(completed_at__isnull=True)
+    for name, lookup in (("due_after", "due_on__gte"), ("due_before", "due_on__lte")):
+        value = getattr(page, name)
+        if value is not None:
+            rows = rows.filter(**{lookup: value})
+            query[name] = value.isoformat()
+    rows = rows.select_related("case").order_by("due_on", "pk")
+    items, following = _page(request, rows, query, page.cursor, page.limit)
+    return {"items": [deadline_out(deadline) for deadline in items], "next": following}
