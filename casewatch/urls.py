@@ -11,6 +11,7 @@ from casewatch.portal import views as portal_views
 from casewatch.web import (
     access_log,
     account,
+    api_tokens,
     calendar_feed,
     case_list,
     case_page,
@@ -27,6 +28,7 @@ from casewatch.web import (
     team,
     two_factor,
     views,
+    webhooks,
 )
 
 
@@ -75,7 +77,17 @@ urlpatterns = [
     path("dashboard/changes/", dashboard.changes_part, name="dashboard-changes"),
     path("team/", team.team_page, name="team"),
     path("team/access-log/", access_log.access_log, name="access-log"),
+    path("team/api-tokens/", api_tokens.api_tokens, name="team-api-tokens"),
+    path("team/api-tokens/<int:pk>/revoke/", api_tokens.revoke, name="team-api-token-revoke"),
     path("settings/messaging/", messaging_settings.messaging_settings, name="messaging-settings"),
+    path("settings/messaging/webhooks/", webhooks.webhooks, name="webhooks"),
+    path("settings/messaging/webhooks/<int:pk>/", webhooks.webhook, name="webhook"),
+    path(
+        "settings/messaging/webhooks/<int:pk>/delete/",
+        webhooks.delete_webhook,
+        name="webhook-delete",
+    ),
+    path("settings/messaging/webhooks/<int:pk>/test/", webhooks.test_webhook, name="webhook-test"),
     path("settings/messaging/rules/new/", messaging_settings.add_rule, name="messaging-rule-add"),
     path("settings/messaging/rules/<int:pk>/", messaging_settings.edit_rule, name="messaging-rule"),
     path(

@@ -12,9 +12,9 @@ from django.db import connection
 from django.test import Client as Browser
 from django.utils import timezone
 
-from casewatch.accounts.models import Firm, Role
-from casewatch.api.models import ApiToken, IdempotentResponse
-from casewatch.api.tokens import create_token, revoke_token, secret_hash
+from casewatch.accounts.api_tokens import create_token, revoke_token, secret_hash
+from casewatch.accounts.models import ApiToken, Firm, Role
+from casewatch.api.models import IdempotentResponse
 from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Case, Client, Deadline
 from tests.routing_world import change, member

@@ -19,8 +19,8 @@ from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis import checks as built_in
 
+from casewatch.accounts.api_tokens import create_token
 from casewatch.accounts.models import Firm
-from casewatch.api.tokens import create_token
 from casewatch.cases.models import Case, Client, Deadline
 from casewatch.wsgi import application
 from tests.routing_world import change

@@ -39,11 +39,16 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from casewatch.accounts import team
+from casewatch.accounts.api_tokens import create_token
 from casewatch.accounts.models import Firm, Membership, Role
 from casewatch.accounts.permissions import PERSONAL, READ_ONLY_ROLES, Action, may
-from casewatch.api.tokens import create_token
 from casewatch.cases.models import Case, Client, Deadline, SavedView, StatusEvent
-from casewatch.notify.models import Notification, NotificationStatus, RoutingRule
+from casewatch.notify.models import (
+    Notification,
+    NotificationStatus,
+    RoutingRule,
+    WebhookEndpoint,
+)
 from casewatch.notify.portal_links import issue_link
 from casewatch.notify.unsubscribe import unsubscribe_token
 from casewatch.web import held_files
@@ -187,6 +192,8 @@ ROUTES: Mapping[str, Row] = {
     # The team and the firm's messaging settings: admins only.
     "team": Staff(A.MANAGE_TEAM, A.MANAGE_TEAM, changed=200),
     "access-log": Staff(A.VIEW_ACCESS_LOG, None),
+    "team-api-tokens": Staff(A.MANAGE_API_TOKENS, A.MANAGE_API_TOKENS, changed=200),
+    "team-api-token-revoke": Staff(A.MANAGE_API_TOKENS, A.MANAGE_API_TOKENS, "api_token"),
     "team-role": Staff(A.MANAGE_TEAM, A.MANAGE_TEAM, "member", looked=302),
     "team-remove": Staff(A.MANAGE_TEAM, A.MANAGE_TEAM, "member"),
     "team-withdraw": Staff(A.MANAGE_TEAM, A.MANAGE_TEAM, "invitation", looked=302),
@@ -195,6 +202,11 @@ ROUTES: Mapping[str, Row] = {
     "messaging-rule": Staff(A.MANAGE_MESSAGING, A.MANAGE_MESSAGING, "rule", changed=400),
     "messaging-rule-delete": Staff(A.MANAGE_MESSAGING, A.MANAGE_MESSAGING, "rule"),
     "messaging-rule-move": Staff(A.MANAGE_MESSAGING, A.MANAGE_MESSAGING, "rule", looked=302),
+    # The firm's outbound webhooks, under the messaging settings: admins only.
+    "webhooks": Staff(A.MANAGE_MESSAGING, A.MANAGE_MESSAGING, changed=400),
+    "webhook": Staff(A.MANAGE_MESSAGING, A.MANAGE_MESSAGING, "webhook", changed=400),
+    "webhook-delete": Staff(A.MANAGE_MESSAGING, A.MANAGE_MESSAGING, "webhook"),
+    "webhook-test": Staff(A.MANAGE_MESSAGING, A.MANAGE_MESSAGING, "webhook", looked=302),
     # Cases.
     "case-list": Staff(A.VIEW_CASES, None),
     "case-view-save": Staff(A.CHANGE_CASES, A.CHANGE_CASES, looked=302),
@@ -325,9 +337,11 @@ TARGETS: Mapping[str, Callable[[Office, Membership], Target]] = {
     "deadline": lambda office, m: Target({"pk": office.deadline.pk}),
     "notification": lambda office, m: Target({"pk": office.notification.pk}),
     "rule": lambda office, m: Target({"pk": office.rule.pk}),
+    "webhook": lambda office, m: Target({"pk": webhook_endpoint(office.firm)}),
     "portal_link": lambda office, m: Target({"pk": office.portal_link}),
     "member": lambda office, m: Target({"pk": office.members[Role.PARALEGAL].pk}),
     "invitation": lambda office, m: Target({"pk": office.invitation}),
+    "api_token": lambda office, m: Target({"pk": office.firm.api_tokens.earliest("pk").pk}),
     "firm": lambda office, m: Target(data={"firm": office.firm.pk}),
     "saved_view": lambda office, m: Target({"pk": office.saved_views[m.role]}),
     "inbox": lambda office, m: Target({"pk": office.inbox[m.role]}),
@@ -364,6 +378,16 @@ FORGED: Mapping[str, Mapping[str, str]] = {
     "unsubscribe": {"token": "eyJjIjoxfQ:1vQ2Xx:forgedforgedforgedforgedforge"},
     "reset": {"uidb64": "MQ", "token": "cxyz12-0123456789abcdef0123456789abcdef"},
 }
+
+
+def webhook_endpoint(firm: Firm) -> int:
+    """The firm's webhook endpoint, made again when a test before deleted it."""
+    endpoint, _ = WebhookEndpoint.objects.get_or_create(
+        firm=firm, url=f"https://hooks.{firm.slug}.example.test/casewatch", defaults={"secret": "s"}
+    )
+    return endpoint.pk
+
+
 COLLEAGUE_OF: Mapping[str, str] = {role: Role.ADMIN for role in ROLES} | {Role.ADMIN: Role.ATTORNEY}
 
 

@@ -80,3 +80,36 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"invitation {self.pk} to {self.firm}"
+
+
+class Scope(models.TextChoices):
+    READ = "read", _("Read only")
+    WRITE = "write", _("Read and write")
+
+
+class ApiToken(models.Model):
+    """One firm's key to the REST API; `write` may also change cases and see clients' details.
+
+    Lives with the firm rather than in `api/` because the staff app issues and revokes
+    tokens too, and the presenting layers know nothing of each other. Its secret is shown
+    once and only its SHA-256 is stored: a secret of 32 random bytes needs no slow hash,
+    and a lookup by unique index finds it in constant time. The table keeps the name it
+    was created with in `api/`.
+    """
+
+    firm = models.ForeignKey(Firm, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    scope = models.CharField(max_length=5, choices=Scope.choices)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_apitoken"
+
+    def __str__(self) -> str:
+        return f"API token {self.pk} ({self.scope}) of firm {self.firm_id}"

@@ -38,6 +38,8 @@ class Action(StrEnum):
     MANAGE_MESSAGING = "manage_messaging"
     # Reading who looked at which case page or client's personal data (the access log).
     VIEW_ACCESS_LOG = "view_access_log"
+    # Issuing and revoking the firm's REST API tokens: a token reads (or changes) every case.
+    MANAGE_API_TOKENS = "manage_api_tokens"
 
 
 EVERYONE = frozenset(Role)
@@ -58,6 +60,7 @@ ALLOWED: Mapping[Action, frozenset[Role]] = {
     Action.OWN_INBOX: EVERYONE,
     Action.MANAGE_MESSAGING: frozenset({Role.ADMIN}),
     Action.VIEW_ACCESS_LOG: frozenset({Role.ADMIN}),
+    Action.MANAGE_API_TOKENS: frozenset({Role.ADMIN}),
 }
 
 # Actions that only look; a request that changes something may never be allowed by one.

@@ -10,10 +10,10 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
+from casewatch.accounts.api_tokens import find_token, note_use
+from casewatch.accounts.models import ApiToken, Scope
 from casewatch.api.limits import seconds_to_wait
-from casewatch.api.models import ApiToken, Scope
 from casewatch.api.problems import Problem
-from casewatch.api.tokens import find_token, note_use
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -23,11 +23,11 @@ from ninja.decorators import decorate_view
 from ninja.params.functions import Header
 from ninja.responses import Status
 
+from casewatch.accounts.api_tokens import token_actor
+from casewatch.accounts.models import ApiToken
 from casewatch.api.auth import may_see_clients, token_of
 from casewatch.api.idempotency import idempotent
-from casewatch.api.models import ApiToken
 from casewatch.api.problems import Problem
-from casewatch.api.tokens import token_actor
 from casewatch.audit.chain import record as audit
 from casewatch.cases.intake import DuplicateCase, add_case, case_details
 from casewatch.cases.models import Case, Deadline, StatusEvent

@@ -20,9 +20,9 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 
+from casewatch.accounts.api_tokens import find_token
 from casewatch.api.models import IdempotentResponse
 from casewatch.api.problems import problem_response
-from casewatch.api.tokens import find_token
 
 HEADER = "Idempotency-Key"
 KEPT_FOR = timedelta(hours=24)

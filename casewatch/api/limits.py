@@ -13,7 +13,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from casewatch.api.models import ApiToken, RateWindow
+from casewatch.accounts.models import ApiToken
+from casewatch.api.models import RateWindow
 
 WINDOW = timedelta(minutes=1)
 # Windows older than this are deleted now and then, as new ones open.

@@ -1,39 +1,15 @@
-"""API tokens and the responses kept for `Idempotency-Key` repeats.
+"""What the API keeps per token: responses for `Idempotency-Key` repeats, rate windows.
 
-A token's secret is shown once and only its SHA-256 is stored: a secret of 32 random
-bytes needs no slow hash, and a hash lookup by unique index finds it in constant time.
+The tokens themselves (casewatch.accounts.models.ApiToken) live with the firm, since the
+staff app issues and revokes them too.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from casewatch.accounts.models import Firm
+from casewatch.accounts.models import ApiToken
 from casewatch.cases.fields import EncryptedTextField
-
-
-class Scope(models.TextChoices):
-    READ = "read"
-    WRITE = "write"
-
-
-class ApiToken(models.Model):
-    """One firm's key to the API; `write` may also change cases and see clients' details."""
-
-    firm = models.ForeignKey(Firm, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, blank=True)
-    scope = models.CharField(max_length=5, choices=Scope.choices)
-    secret_hash = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return f"API token {self.pk} ({self.scope}) of firm {self.firm_id}"
 
 
 class IdempotentResponse(models.Model):

@@ -36,8 +36,8 @@ def register(commands: Any) -> None:
 
 def run_create(args: argparse.Namespace) -> int:
     prepare_django()
+    from casewatch.accounts.api_tokens import create_token
     from casewatch.accounts.firms import resolve_firm
-    from casewatch.api.tokens import create_token
 
     firm = resolve_firm(args.firm)
     issued = create_token(firm, args.scope, name=args.name[:100], actor="cli")

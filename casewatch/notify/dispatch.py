@@ -53,6 +53,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
 from django.db import IntegrityError, connection, transaction
@@ -101,6 +102,10 @@ ACTOR = "dispatcher"
 WHATSAPP_WINDOW = timedelta(hours=24)
 # An operator problem (same firm, channel and error code) is told at most this often.
 ALERT_EVERY = timedelta(hours=1)
+# A webhook endpoint is turned off after this many deliveries in a row failed for good.
+WEBHOOK_DISABLE_AFTER = 5
+# … or when every delivery has failed for this long (an endpoint that gets few events).
+WEBHOOK_DISABLE_AFTER_TIME = timedelta(hours=24)
 # How much of a provider's answer an attempt keeps.
 RESPONSE_LIMIT = 500
 
@@ -437,13 +442,11 @@ def _outgoing(
             config.public_url(), notification.client_id, Channel.EMAIL, sender
         )
     elif channel == Channel.WEBHOOK:
-        endpoint = (
-            WebhookEndpoint.objects.filter(firm_id=notification.firm_id, url=address, active=True)
-            .order_by("pk")
-            .first()
-        )
+        endpoint = _endpoint(notification)
         if endpoint is None:
-            _fail_before_sending(notification, run, now, "the webhook endpoint was removed")
+            _fail_before_sending(
+                notification, run, now, "the webhook endpoint was removed or turned off"
+            )
             return None
         fields.update(
             event_type=notification.kind,
@@ -458,6 +461,14 @@ def _outgoing(
         rendered=rendered,
         **fields,
     )
+
+
+def _endpoint(notification: Notification) -> WebhookEndpoint | None:
+    """The active endpoint a webhook notification goes to (by its link; else by its URL)."""
+    endpoints = WebhookEndpoint.objects.filter(firm_id=notification.firm_id, active=True)
+    if notification.endpoint_id is not None:
+        return endpoints.filter(pk=notification.endpoint_id).first()
+    return endpoints.filter(url=notification.address).order_by("pk").first()
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -482,6 +493,7 @@ def webhook_payload(notification: Notification, rendered: Rendered) -> dict[str,
         }
         if case is not None
         else None,
+        "data": dict((notification.message or {}).get("params") or {}),
         "language": notification.language,
         "subject": rendered.subject,
         "text": rendered.text,
@@ -655,7 +667,7 @@ def _after_outcome(
     if result.alert_operator:
         alert_operator(notification, result, now)
     if notification.channel == Channel.WEBHOOK:
-        _note_webhook(notification, result, now)
+        _note_webhook(notification, result, now, failed=failed)
 
 
 def _fail_before_sending(
@@ -682,29 +694,89 @@ def _fail_before_sending(
             fall_back(notification, reason, now, next_channel=False)
 
 
-def _note_webhook(notification: Notification, result: SendResult, now: datetime) -> None:
-    """Count an endpoint's failures in a row; a 410 Gone disables it for good."""
-    endpoints = WebhookEndpoint.objects.filter(
-        firm_id=notification.firm_id, url=notification.address, active=True
-    )
+def _note_webhook(
+    notification: Notification, result: SendResult, now: datetime, *, failed: bool
+) -> None:
+    """Count an endpoint's deliveries failed for good in a row; disable it at the limit.
+
+    A success resets the count. A 410 Gone disables at once; otherwise
+    WEBHOOK_DISABLE_AFTER failed deliveries in a row do (retries do not count: a
+    delivery fails for good only after its last attempt), or failures only for
+    WEBHOOK_DISABLE_AFTER_TIME. The firm's admins hear.
+    """
+    endpoint = _endpoint(notification)
+    if endpoint is None:
+        return
+    endpoints = WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True)
     if result.outcome == "sent":
         endpoints.exclude(consecutive_failures=0).update(consecutive_failures=0)
         return
+    if not failed:
+        return
     endpoints.update(consecutive_failures=F("consecutive_failures") + 1)
+    endpoint.refresh_from_db()
+    failing_since = _failing_since(endpoint)
     if result.http_status == 410:
-        for endpoint in endpoints:
-            endpoint.active = False
-            endpoint.disabled_at = now
-            endpoint.save(update_fields=["active", "disabled_at"])
-            record(
-                "webhook.disabled",
-                actor=ACTOR,
-                object_type="webhook_endpoint",
-                object_id=endpoint.pk,
-                firm_id=endpoint.firm_id,
-                details={"reason": "410 Gone"},
-                at=now,
-            )
+        reason = "410 Gone"
+    elif endpoint.consecutive_failures >= WEBHOOK_DISABLE_AFTER:
+        reason = f"{endpoint.consecutive_failures} deliveries in a row failed"
+    elif failing_since is not None and now - failing_since >= WEBHOOK_DISABLE_AFTER_TIME:
+        reason = f"every delivery failed since {failing_since.isoformat()}"
+    else:
+        return
+    if not endpoints.update(active=False, disabled_at=now):
+        return  # another dispatcher disabled it a moment ago
+    record(
+        "webhook.disabled",
+        actor=ACTOR,
+        object_type="webhook_endpoint",
+        object_id=endpoint.pk,
+        firm_id=endpoint.firm_id,
+        details={"reason": reason},
+        at=now,
+    )
+    alert_endpoint_disabled(endpoint, reason, now)
+
+
+def _failing_since(endpoint: WebhookEndpoint) -> datetime | None:
+    """When the endpoint's current run of failed deliveries began; None under two failures.
+
+    The run is its last `consecutive_failures` failed deliveries, so a success or an
+    admin turning the endpoint on again (both reset the count) starts a new one.
+    """
+    count = endpoint.consecutive_failures
+    if count < 2:
+        return None
+    times = list(
+        Notification.objects.filter(endpoint=endpoint, status=_S.FAILED, failed_at__isnull=False)
+        .order_by("-failed_at")
+        .values_list("failed_at", flat=True)[:count]
+    )
+    return times[-1] if len(times) == count else None
+
+
+def alert_endpoint_disabled(endpoint: WebhookEndpoint, reason: str, now: datetime) -> bool:
+    """Tell the firm's admins in the app that casewatch turned off one of their endpoints."""
+    admins = load_firm(endpoint.firm_id).resolve(("admin",))
+    source = Source(
+        name=f"webhook_disabled:{endpoint.pk}:{now.isoformat()}",
+        pk=endpoint.pk,
+        kind=MessageKind.DELIVERY_PROBLEM,
+        firm_id=endpoint.firm_id,
+    )
+    host = urlsplit(endpoint.url).hostname or "?"
+    params = {
+        "receipt": "",
+        "channel": Channel.WEBHOOK,
+        "error": f"the webhook endpoint at {host} was turned off: {reason}",
+        "error_code": "endpoint_disabled",
+        "operator": True,
+        "endpoint": endpoint.pk,
+    }
+    made = _in_app(source, admins, params, now)
+    for note in made:
+        _audit(note, "delivered", now, about=endpoint.pk, reason="webhook_disabled")
+    return bool(made)
 
 
 # --- fallback and alerts -------------------------------------------------------------
@@ -918,8 +990,11 @@ def alert_operator(notification: Notification, result: SendResult, now: datetime
 
 
 __all__ = [
+    "WEBHOOK_DISABLE_AFTER",
+    "WEBHOOK_DISABLE_AFTER_TIME",
     "WORKER",
     "DispatchReport",
+    "alert_endpoint_disabled",
     "alert_operator",
     "backoff",
     "claim",

@@ -63,6 +63,11 @@ STAFF_PARAMS: Mapping[str, tuple[str, ...]] = {
     "digest": ("count", "changes", "dashboard_url"),
     "client_reply": ("receipt", "channel", "case_url"),
     "delivery_problem": ("receipt", "channel", "error"),
+    # For the firm's webhook endpoints only (their "text"); never alerted to a person.
+    "deadline_created": ("receipt", "due_on", "case_url"),
+    "notification_delivered": ("receipt", "channel"),
+    "notification_failed": ("receipt", "channel", "error"),
+    "webhook_test": (),
 }
 CLIENT_PARAMS: Mapping[str, tuple[str, ...]] = {
     "status_change": (

@@ -75,6 +75,12 @@ class MessageKind(models.TextChoices):
     DIGEST = "digest", _("Daily digest")
     CLIENT_REPLY = "client_reply", _("Client replied")
     DELIVERY_PROBLEM = "delivery_problem", _("A message could not be delivered")
+    # Sent to the firm's webhook endpoints only (notify/data/webhook_events.toml).
+    DEADLINE_CREATED = "deadline_created", _("Deadline created")
+    NOTIFICATION_DELIVERED = "notification_delivered", _("Message delivered")
+    NOTIFICATION_FAILED = "notification_failed", _("Message failed")
+    # A firm admin's "send a test event" from the webhooks page.
+    WEBHOOK_TEST = "webhook_test", _("Test event")
 
 
 class Notification(models.Model):
@@ -139,6 +145,17 @@ class Notification(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
     # The provider's time of the latest receipt applied: older receipts change nothing.
     status_at = models.DateTimeField(null=True, blank=True)
+    # The webhook endpoint a webhook notification goes to (its delivery log).
+    endpoint = models.ForeignKey(
+        "WebhookEndpoint",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+    )
+    # When the router told the firm's endpoints that this message was delivered or failed:
+    # an outbox mark, like routed_at on events (notify/route.py).
+    outcome_routed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -147,6 +164,13 @@ class Notification(models.Model):
             models.Index(fields=["case", "created_at"]),
             models.Index(fields=["user", "channel", "status"], name="notification_inbox"),
             models.Index(fields=["channel", "provider_message_id"], name="notification_provider"),
+            models.Index(
+                fields=["status"],
+                condition=models.Q(
+                    outcome_routed_at__isnull=True, channel__in=["whatsapp", "sms", "email"]
+                ),
+                name="notification_outcome_due",
+            ),
         ]
 
     def __str__(self) -> str:

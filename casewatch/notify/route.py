@@ -30,6 +30,7 @@ from casewatch.accounts.models import Firm, Membership
 from casewatch.audit.chain import PendingEntry, record, record_many
 from casewatch.cases.models import Case, Client, Deadline, Reminder, StatusEvent
 from casewatch.monitor.models import OperationalEvent, OperationalKind
+from casewatch.notify.channels.errors import scrub
 from casewatch.notify.consent import consented_channels
 from casewatch.notify.messages import TEST_DATA, client_language, staff_language
 from casewatch.notify.models import (
@@ -380,8 +381,9 @@ def webhook_notifications(
     """One notification per active endpoint of the firm that takes this event."""
     if Channel.WEBHOOK not in channels:
         return []
-    return [
-        draft(
+    drafts = []
+    for endpoint in ctx.endpoints_for(source.kind, category):
+        note = draft(
             source,
             recipient=f"webhook:{endpoint.pk}",
             recipient_kind=RecipientKind.STAFF,
@@ -391,8 +393,9 @@ def webhook_notifications(
             params=params,
             now=now,
         )
-        for endpoint in ctx.endpoints_for(source.kind, category)
-    ]
+        note.endpoint = endpoint
+        drafts.append(note)
+    return drafts
 
 
 def client_plan(client: Client) -> list[str]:
@@ -480,6 +483,8 @@ class RouteReport:
     initial_events: int = 0
     operational_events: int = 0
     reminders: int = 0
+    # Messages whose delivery or failure was told to the firm's endpoints (not "routed").
+    outcomes: int = 0
     notifications: int = 0
     by_channel: Counter[str] = field(default_factory=Counter)
     held: int = 0
@@ -511,6 +516,7 @@ class RouteReport:
             "initial_events": self.initial_events,
             "operational_events": self.operational_events,
             "reminders": self.reminders,
+            "outcomes": self.outcomes,
             "notifications": self.notifications,
             "by_channel": dict(sorted(self.by_channel.items())),
             "held": self.held,
@@ -569,7 +575,9 @@ def _route_status_event(event_id: int, firms: Firms, now: datetime, report: Rout
         if not claimed:
             return
         event = StatusEvent.objects.select_related("case", "case__client").get(pk=event_id)
-        rule, drafts = status_change_notifications(event, firms.get(event.firm_id), now)
+        ctx = firms.get(event.firm_id)
+        rule, drafts = status_change_notifications(event, ctx, now)
+        drafts += deadline_notifications(event, ctx, now)
         save_notifications(drafts)
         details = report.add(drafts)
         record(
@@ -587,6 +595,37 @@ def _route_status_event(event_id: int, firms: Firms, now: datetime, report: Rout
             at=now,
         )
     report.status_events += 1
+
+
+def deadline_notifications(
+    event: StatusEvent, ctx: FirmContext, now: datetime
+) -> list[Notification]:
+    """A deadline_created webhook for each deadline the change set (created with it)."""
+    if not ctx.endpoints:
+        return []
+    case = event.case
+    drafts: list[Notification] = []
+    for deadline in Deadline.objects.filter(event=event).order_by("due_on", "pk"):
+        source = Source(
+            name="deadline",
+            pk=deadline.pk,
+            kind=MessageKind.DEADLINE_CREATED,
+            firm_id=event.firm_id,
+            case=case,
+            event=event,
+            urgency=event.urgency,
+        )
+        params = {
+            "receipt": _text(case.receipt_number),
+            "form_type": case.form_type,
+            "deadline_kind": deadline.kind,
+            "due_on": deadline.effective_due_on.isoformat(),
+            "due_at": deadline.due_at.isoformat() if deadline.due_at else "",
+            "basis": deadline.basis_text,
+            "case_url": case_url(case.pk),
+        }
+        drafts += webhook_notifications(source, ctx, (Channel.WEBHOOK,), params, now)
+    return drafts
 
 
 def _route_initial_events(event_ids: Sequence[int], now: datetime, report: RouteReport) -> None:
@@ -740,6 +779,67 @@ def _route_reminder(reminder_id: int, firms: Firms, now: datetime, report: Route
     report.reminders += 1
 
 
+# Channels whose delivered or failed messages are told to the firm's endpoints: in-app is
+# delivered when stored (no news), and a webhook's own outcome would announce itself forever.
+OUTCOME_CHANNELS = (Channel.WHATSAPP, Channel.SMS, Channel.EMAIL)
+OUTCOME_KINDS: dict[str, str] = {
+    NotificationStatus.DELIVERED: MessageKind.NOTIFICATION_DELIVERED,
+    NotificationStatus.READ: MessageKind.NOTIFICATION_DELIVERED,
+    NotificationStatus.FAILED: MessageKind.NOTIFICATION_FAILED,
+}
+
+
+def outcome_notifications(
+    notification: Notification, ctx: FirmContext, now: datetime
+) -> list[Notification]:
+    """The webhooks telling the firm's systems that a message was delivered or failed."""
+    kind = OUTCOME_KINDS.get(notification.status)
+    if kind is None or not ctx.endpoints:
+        return []
+    case = notification.case
+    source = Source(
+        name="notification_outcome",
+        pk=notification.pk,
+        kind=kind,
+        firm_id=notification.firm_id,
+        case=case,
+        event=notification.event,
+        operational_event=notification.operational_event,
+        urgency=notification.urgency,
+    )
+    at = notification.failed_at if kind == MessageKind.NOTIFICATION_FAILED else None
+    at = at or notification.delivered_at or notification.read_at or now
+    params = {
+        "notification": notification.pk,
+        "about": notification.kind,
+        "channel": notification.channel,
+        "recipient_kind": notification.recipient_kind,
+        "status": notification.status,
+        "receipt": _text(case.receipt_number) if case is not None else "",
+        "at": at.isoformat(),
+        "error": (
+            scrub(notification.last_error, notification.address)[:300]
+            if kind == MessageKind.NOTIFICATION_FAILED
+            else ""
+        ),
+    }
+    return webhook_notifications(source, ctx, (Channel.WEBHOOK,), params, now)
+
+
+def _route_outcome(notification_id: int, firms: Firms, now: datetime, report: RouteReport) -> None:
+    with transaction.atomic():
+        claimed = Notification.objects.filter(
+            pk=notification_id, outcome_routed_at__isnull=True
+        ).update(outcome_routed_at=now)
+        if not claimed:
+            return
+        notification = Notification.objects.select_related("case").get(pk=notification_id)
+        drafts = outcome_notifications(notification, firms.get(notification.firm_id), now)
+        save_notifications(drafts)
+        report.add(drafts)
+    report.outcomes += 1
+
+
 @dataclass(frozen=True)
 class PendingBatch:
     """What a router read as waiting: ids only; each is claimed when its turn comes."""
@@ -748,6 +848,7 @@ class PendingBatch:
     status_events: tuple[int, ...] = ()
     operational_events: tuple[int, ...] = ()
     reminders: tuple[int, ...] = ()
+    outcomes: tuple[int, ...] = ()
 
 
 def pending_batch(limit: int = 500) -> PendingBatch:
@@ -771,11 +872,21 @@ def pending_batch(limit: int = 500) -> PendingBatch:
         .order_by("created_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )
+    outcomes = (
+        Notification.objects.filter(
+            outcome_routed_at__isnull=True,
+            channel__in=OUTCOME_CHANNELS,
+            status__in=list(OUTCOME_KINDS),
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
     return PendingBatch(
         initial_events=tuple(pk for pk, initial in changes if initial),
         status_events=tuple(pk for pk, initial in changes if not initial),
         operational_events=tuple(operational),
         reminders=tuple(reminders),
+        outcomes=tuple(outcomes),
     )
 
 
@@ -792,6 +903,8 @@ def route_batch(batch: PendingBatch, now: datetime) -> RouteReport:
         _route_operational_event(pk, firms, now, report)
     for pk in batch.reminders:
         _route_reminder(pk, firms, now, report)
+    for pk in batch.outcomes:
+        _route_outcome(pk, firms, now, report)
     return report
 
 
@@ -823,10 +936,12 @@ __all__ = [
     "StaffMember",
     "case_url",
     "client_notifications",
+    "deadline_notifications",
     "draft",
     "event_due_on",
     "idempotency_key",
     "load_firm",
+    "outcome_notifications",
     "pending_batch",
     "route_batch",
     "route_pending",

@@ -24,7 +24,8 @@ body and delivery id with a new `t`; drop deliveries whose id you have seen.
 Answers: 2xx is delivered; 410 Gone means the endpoint was removed (casewatch
 disables it); any other 3xx or 4xx is a refusal and is not retried (redirects
 are not followed); 429, 5xx, timeouts and refused connections are retried with
-back-off.
+back-off. Five deliveries in a row failed for good also disable the endpoint
+(notify/dispatch.py). The firm-facing version of this is docs/api.md, Webhooks.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """API tokens: made with their secret shown once, found by the secret's hash, audited in use.
 
+Here rather than in `api/` because both the API (finding and noting use) and the staff
+app and CLI (issuing and revoking) need them, and those layers know nothing of each other.
+
 Use is audited at most once per token per minute: the first request in a minute sets
 `last_used_at` by a conditional UPDATE (last use a minute ago or more), and only the
 request that wins that UPDATE records "api_token.used". Concurrent requests therefore
@@ -21,8 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from casewatch.accounts.models import Firm
-from casewatch.api.models import ApiToken, Scope
+from casewatch.accounts.models import ApiToken, Firm, Scope
 from casewatch.audit.chain import record as audit
 
 PREFIX = "cw_"
