@@ -290,6 +290,8 @@ def test_an_admin_adds_an_endpoint_sees_its_secret_once_tests_it_and_reads_the_l
         assert hook.event_types == ["status_change", "uscis_outage"]
         assert hook.secret.startswith("whsec_")
         assert hook.secret in added.content.decode()
+        assert added.redirect_chain == [] and added["Cache-Control"] == "no-store"
+        assert hook.secret not in str(dict(browser.session))  # never kept in the session
         page = f"/settings/messaging/webhooks/{hook.pk}/"
         assert hook.secret not in browser.get(page).content.decode()  # once only
 

@@ -42,8 +42,6 @@ from casewatch.web.access import staff_view
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # How many of an endpoint's latest deliveries its page shows.
 LOG_SIZE = 50
-# The session key under which a new endpoint's secret waits to be shown once.
-SHOW_ONCE_KEY = "webhook_shown_once"
 
 
 def new_secret() -> str:
@@ -176,8 +174,15 @@ def webhooks(request: HttpRequest, membership: Membership) -> HttpResponse:
                 event_types=list(form.cleaned_data["event_types"]),
             )
             _audit(membership, "added", endpoint, event_types=endpoint.event_types)
-        request.session[SHOW_ONCE_KEY] = {"endpoint": endpoint.pk, "secret": secret}
-        return redirect("webhook", pk=endpoint.pk)
+        # Shown in this answer only: the secret is never put in the session or a redirect.
+        form = SettingsForm(
+            None,
+            adding=False,
+            initial={"event_types": endpoint.event_types, "active": endpoint.active},
+        )
+        response = _detail_page(request, membership, endpoint, form, secret=secret)
+        response["Cache-Control"] = "no-store"
+        return response
     endpoints = WebhookEndpoint.objects.filter(firm_id=membership.firm_id).order_by("pk")
     return render(
         request,
@@ -223,11 +228,20 @@ def webhook(request: HttpRequest, membership: Membership, pk: int) -> HttpRespon
             )
         messages.success(request, _("The webhook endpoint is saved."))
         return redirect("webhook", pk=endpoint.pk)
-    shown = request.session.get(SHOW_ONCE_KEY) or {}
-    secret = ""
-    if shown.get("endpoint") == endpoint.pk:
-        secret = str(shown.get("secret", ""))
-        del request.session[SHOW_ONCE_KEY]
+    return _detail_page(
+        request, membership, endpoint, form, status=400 if posted is not None else 200
+    )
+
+
+def _detail_page(
+    request: HttpRequest,
+    membership: Membership,
+    endpoint: WebhookEndpoint,
+    form: SettingsForm,
+    *,
+    secret: str = "",
+    status: int = 200,
+) -> HttpResponse:
     labels = dict(event_choices())
     return render(
         request,
@@ -240,7 +254,7 @@ def webhook(request: HttpRequest, membership: Membership, pk: int) -> HttpRespon
             "secret": secret,
             "log": delivery_log(endpoint),
         },
-        status=400 if posted is not None else 200,
+        status=status,
     )
 
 
