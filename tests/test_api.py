@@ -313,6 +313,8 @@ def test_a_case_is_changed_and_archived(firm: Firm, writer: Integration) -> None
     assert writer.post(f"/cases/{case.pk}/archive").status_code == 200
     actions = AuditEntry.objects.filter(object_type="case", object_id=str(case.pk))
     assert sorted(actions.values_list("action", flat=True)) == ["case.archived", "case.updated"]
+    # As in the web app: an archived case not yet final is still checked, and says so.
+    assert actions.get(action="case.archived").details["checking"] == "archived_watched"
 
 
 # --- Idempotency-Key ----------------------------------------------------------------------

@@ -43,6 +43,7 @@ from casewatch.cases.queries import (
 from casewatch.cases.sheet import RawRow, clean_form_type, split_tags, validate_row
 from casewatch.core.receipts import InvalidReceipt, parse_receipt
 from casewatch.core.statuses import CATEGORIES, URGENCIES
+from casewatch.monitor.archiving import set_archived
 
 router = Router(tags=["cases"])
 
@@ -516,21 +517,11 @@ def update_case(request: HttpRequest, case_id: int, patch: CasePatch) -> dict[st
 def archive_case(
     request: HttpRequest, case_id: int, idempotency_key: str | None = IDEMPOTENCY_KEY
 ) -> dict[str, Any]:
-    """Archive a case: casewatch stops asking USCIS about it. Archiving twice changes nothing."""
+    """Archive a case: casewatch keeps asking USCIS until its status is final, as for a
+    case archived in the web app. Archiving twice changes nothing."""
     token = token_of(request)
     case = _case_of(token, case_id)
-    if not case.is_archived:
-        with transaction.atomic():
-            case.archived_at = timezone.now()
-            case.save(update_fields=["archived_at", "updated_at"])
-            audit(
-                "case.archived",
-                object_type="case",
-                object_id=case.pk,
-                firm_id=case.firm_id,
-                actor=token_actor(token),
-                details={"receipt_number": case.receipt_number},
-            )
+    set_archived(case, True, actor=token_actor(token))
     return case_out(case, token)
 
 

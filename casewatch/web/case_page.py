@@ -35,7 +35,7 @@ from casewatch.cases.intake import case_details
 from casewatch.cases.models import Case, Comment, StatusEvent
 from casewatch.cases.sheet import clean_form_type, split_tags
 from casewatch.core.receipts import InvalidReceipt, parse_receipt
-from casewatch.monitor.checks import watched_cases
+from casewatch.monitor.archiving import monitoring, set_archived
 from casewatch.notify.models import InboundMessage
 from casewatch.web.access import staff_view
 from casewatch.web.access_log import records_access
@@ -110,16 +110,6 @@ FIELD_LABELS: Mapping[str, Promise] = {
     "tags": gettext_lazy("Tags"),
     "notes": gettext_lazy("Notes"),
 }
-
-
-def monitoring(case: Case) -> str:
-    """Which of MONITORING is true of this case, by the rule the monitor itself uses."""
-    if case.receipt_pending:
-        return "no_receipt"
-    watched = Case.objects.filter(watched_cases(), pk=case.pk).exists()
-    if case.is_archived:
-        return "archived_watched" if watched else "archived_final"
-    return "watched"
 
 
 def _case_of(membership: Membership, pk: int) -> Case:
@@ -482,19 +472,8 @@ def archive_case(request: HttpRequest, membership: Membership, pk: int) -> HttpR
     if request.method != "POST":
         return redirect("case-detail", pk=case.pk)
     restore = request.POST.get("restore") == "1"
-    if restore == (not case.is_archived):
+    if not set_archived(case, not restore, actor=staff_actor(membership.user_id)):
         return redirect("case-detail", pk=case.pk)
-    with transaction.atomic():
-        case.archived_at = None if restore else timezone.now()
-        case.save(update_fields=["archived_at", "updated_at"])
-        state = monitoring(case)
-        audit(
-            "case.unarchived" if restore else "case.archived",
-            object_type="case",
-            object_id=case.pk,
-            firm_id=case.firm_id,
-            actor=staff_actor(membership.user_id),
-            details={"receipt_number": case.receipt_number, "checking": state},
-        )
+    state = monitoring(case)
     messages.success(request, _("Case is active again.") if restore else str(MONITORING[state]))
     return redirect("case-detail", pk=case.pk)
