@@ -9,9 +9,8 @@ must show that nothing was changed falsely or lost, no notification went twice
 or went missing, and that every kind of fault was injected and recovered from.
 
 PostgreSQL and Redis skip when unreachable, and fail instead when CI is set.
-The PostgreSQL run uses a database named `chaos` on the server of
-CASEWATCH_TEST_POSTGRES_URL (dropped and made afresh), and Redis database 8
-(CASEWATCH_TEST_REDIS_URL), flushed before and after.
+The PostgreSQL run gets a throwaway database and a free Redis database from
+test_scale_out's fixtures, as the scale-out tests do.
 """
 
 from __future__ import annotations
@@ -20,11 +19,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -38,14 +35,13 @@ from casewatch.monitor.chaos import (
     uscis_recoveries,
 )
 from casewatch.notify.chaos import Accepted, Entry, judge_notifications
-from tests.test_scale_out import DEFAULT_POSTGRES_URL, service_missing
+from tests.test_scale_out import postgres_url, redis_url  # noqa: F401  (fixtures)
 
 CASES = 300
 SECONDS = 60
 # Denser than the bench's default, so that each kind strikes a caseload this small.
 FAULTS = "malformed=0.03,token_expiry=0.02,wrong_case=0.01,storm=0.003,storm_length=4"
 USCIS_FAULTS = {"unavailable", "slow", "storm", "malformed", "html", "token_expiry", "errors"}
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
 
 
 def run_bench(tmp_path: Path, *options: str) -> dict[str, Any]:
@@ -93,51 +89,26 @@ def assert_every_fault_struck_and_was_recovered_from(result: dict[str, Any]) -> 
 
 
 @pytest.fixture
-def chaos_database() -> Iterator[str]:
-    """Database `chaos` on the PostgreSQL of CASEWATCH_TEST_POSTGRES_URL: fresh, dropped after."""
-    base = os.environ.get("CASEWATCH_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
-    try:
-        import psycopg
-    except ImportError:
-        service_missing("psycopg is not installed (pip install -e '.[dev]')")
-    try:
-        admin = psycopg.connect(base, autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        service_missing(f"PostgreSQL at {base} is not reachable: {first_line}")
-    with admin:
-        admin.execute('DROP DATABASE IF EXISTS "chaos" WITH (FORCE)')
-        admin.execute('CREATE DATABASE "chaos"')
-        try:
-            yield urlsplit(base)._replace(path="/chaos").geturl()
-        finally:
-            admin.execute('DROP DATABASE IF EXISTS "chaos" WITH (FORCE)')
-
-
-@pytest.fixture
-def chaos_redis() -> Iterator[str]:
-    """Redis database 8 (CASEWATCH_TEST_REDIS_URL), flushed before and after."""
+def empty_redis(redis_url: str) -> str:  # noqa: F811
+    """test_scale_out's claimed Redis database, its claim key removed: the bench wants it empty."""
     import redis
 
-    url = os.environ.get("CASEWATCH_TEST_REDIS_URL") or DEFAULT_REDIS_URL
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:
-        client.flushdb()
-    except redis.RedisError as exc:
-        service_missing(f"Redis at {url} is not reachable: {exc}")
-    try:
-        yield url
+        client.delete("casewatch-test:owner")
     finally:
-        client.flushdb()
         client.close()
+    return redis_url
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_chaos_on_postgresql_and_redis_changes_nothing_falsely_and_loses_nothing(
-    tmp_path: Path, chaos_database: str, chaos_redis: str
+    tmp_path: Path,
+    postgres_url: str,  # noqa: F811
+    empty_redis: str,
 ) -> None:
-    result = run_bench(tmp_path, "--database-url", chaos_database, "--redis-url", chaos_redis)
+    result = run_bench(tmp_path, "--database-url", postgres_url, "--redis-url", empty_redis)
     assert (result["database"], result["queue"]) == ("postgresql", "redis")
     assert_nothing_false_lost_twice_or_missing(result)
     assert_every_fault_struck_and_was_recovered_from(result)

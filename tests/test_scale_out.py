@@ -55,33 +55,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from casewatch.core.statuses import classify
+from casewatch.monitor.chaos import PATH, WINDOW_START, Trace
 from tests.conftest import IN_CI
 
 CASEWATCH = [sys.executable, "-m", "casewatch"]
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 
-# One path through USCIS, every status on it different: where a case stands on it
-# says which changes it went through.
-PATH = (
-    "Case Was Received",
-    "Fingerprint Fee Was Received",
-    "Biometrics Appointment Was Scheduled",
-    "Case Was Updated To Show Fingerprints Were Taken",
-    "Request for Additional Evidence Was Sent",
-    "Response To USCIS' Request For Evidence Was Received",
-    "Case is Ready to Be Scheduled for An Interview",
-    "Interview Was Scheduled",
-    "Interview Was Completed And My Case Must Be Reviewed",
-    "Case Was Approved",
-    "New Card Is Being Produced",
-    "Card Was Mailed To Me",
-    "Card Was Picked Up By The United States Postal Service",
-    "Card Was Delivered To Me By The Post Office",
-)
-# A Monday in April: no daylight-saving change in the window (USCIS dates are Eastern).
-WINDOW_START = datetime(2025, 4, 7, 12, 0, tzinfo=UTC)
 # A receipt in every caseload that USCIS does not know: its 404s are never changes.
 UNKNOWN_RECEIPT = "EAC2599999999"
 
@@ -90,31 +70,6 @@ READABLE = frozenset({"found", "not_found", "invalid_receipt"})
 
 
 # --- the truth: a trace --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Trace:
-    """Cases moving along PATH: the CSV the sandbox replays, and each case's steps."""
-
-    steps: dict[str, list[tuple[datetime, str]]]
-
-    @property
-    def receipts(self) -> list[str]:
-        return sorted(self.steps)
-
-    def csv(self) -> str:
-        lines = ["receipt_number,form_type,at,status_en"]
-        for receipt in self.receipts:
-            for at, title in self.steps[receipt]:
-                stamp = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-                lines.append(f'{receipt},I-485,{stamp},"{title}"')
-        return "\n".join(lines) + "\n"
-
-    def statuses(self, receipt: str) -> list[str]:
-        return [classify(title).status for _, title in self.steps[receipt]]
-
-    def changed_at(self, receipt: str, status: str) -> datetime:
-        return next(at for at, title in self.steps[receipt] if classify(title).status == status)
 
 
 def make_trace(cases: int, *, seed: int, days_apart: tuple[float, float]) -> Trace:
@@ -131,7 +86,8 @@ def make_trace(cases: int, *, seed: int, days_apart: tuple[float, float]) -> Tra
             rows.append((moment.replace(microsecond=0), title))
             moment += timedelta(days=rng.uniform(*days_apart))
         steps[receipt] = rows
-    return Trace(steps)
+    end = max(at for rows in steps.values() for at, _ in rows)
+    return Trace(steps, WINDOW_START, end)
 
 
 # --- what the database holds, as plain rows ------------------------------------------

@@ -67,6 +67,10 @@ class Trace:
     def statuses(self, receipt: str) -> list[str]:
         return [classify(title).status for _, title in self.steps[receipt]]
 
+    def changed_at(self, receipt: str, status: str) -> datetime:
+        """When USCIS moved the case to `status` (the date its answers carry)."""
+        return next(at for at, title in self.steps[receipt] if classify(title).status == status)
+
     def changes(self) -> int:
         return sum(len(rows) - 1 for rows in self.steps.values())
 
