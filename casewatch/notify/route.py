@@ -381,21 +381,28 @@ def webhook_notifications(
     """One notification per active endpoint of the firm that takes this event."""
     if Channel.WEBHOOK not in channels:
         return []
-    drafts = []
-    for endpoint in ctx.endpoints_for(source.kind, category):
-        note = draft(
-            source,
-            recipient=f"webhook:{endpoint.pk}",
-            recipient_kind=RecipientKind.STAFF,
-            channel=Channel.WEBHOOK,
-            address=endpoint.url,
-            language="en",
-            params=params,
-            now=now,
-        )
-        note.endpoint = endpoint
-        drafts.append(note)
-    return drafts
+    return [
+        webhook_draft(source, endpoint, params, now)
+        for endpoint in ctx.endpoints_for(source.kind, category)
+    ]
+
+
+def webhook_draft(
+    source: Source, endpoint: WebhookEndpoint, params: dict[str, Any], now: datetime
+) -> Notification:
+    """The (unsaved) notification that sends this event to one endpoint."""
+    note = draft(
+        source,
+        recipient=f"webhook:{endpoint.pk}",
+        recipient_kind=RecipientKind.STAFF,
+        channel=Channel.WEBHOOK,
+        address=endpoint.url,
+        language="en",
+        params=params,
+        now=now,
+    )
+    note.endpoint = endpoint
+    return note
 
 
 def client_plan(client: Client) -> list[str]:

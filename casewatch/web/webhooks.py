@@ -27,14 +27,12 @@ from casewatch.accounts.models import Membership
 from casewatch.accounts.permissions import Action
 from casewatch.audit.chain import record
 from casewatch.notify.models import (
-    Channel,
     DeliveryAttempt,
     MessageKind,
     Notification,
-    RecipientKind,
     WebhookEndpoint,
 )
-from casewatch.notify.route import Source, draft, save_notifications
+from casewatch.notify.route import Source, save_notifications, webhook_draft
 from casewatch.notify.webhook_events import webhook_events
 from casewatch.web.access import staff_view
 
@@ -280,17 +278,9 @@ def queue_test_event(endpoint: WebhookEndpoint, membership: Membership) -> Notif
         kind=MessageKind.WEBHOOK_TEST,
         firm_id=endpoint.firm_id,
     )
-    note = draft(
-        source,
-        recipient=f"webhook:{endpoint.pk}",
-        recipient_kind=RecipientKind.STAFF,
-        channel=Channel.WEBHOOK,
-        address=endpoint.url,
-        language="en",
-        params={"test": True, "requested_by": f"user:{membership.user_id}"},
-        now=now,
+    note = webhook_draft(
+        source, endpoint, {"test": True, "requested_by": f"user:{membership.user_id}"}, now
     )
-    note.endpoint = endpoint
     with transaction.atomic():
         save_notifications([note])
         _audit(membership, "test_queued", endpoint)
