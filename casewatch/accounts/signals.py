@@ -84,24 +84,21 @@ def on_logged_out(sender: Any, request: HttpRequest | None, user: Any, **kwargs:
 def on_login_failed(
     sender: Any, credentials: Mapping[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
-    username = credentials.get("username")
-    hashed = username_hash(username) if isinstance(username, str) else None
-    record(
-        "account.login_failed",
-        object_type="login_attempt",
-        object_id=hashed or "unknown",
-        actor="anonymous",
-        details={"username_hash": hashed, "remote_addr": remote_address(request)},
-    )
+    _record_attempt("account.login_failed", credentials.get("username"), request)
 
 
 def on_locked_out(
     sender: Any, request: HttpRequest | None = None, username: str | None = None, **kwargs: Any
 ) -> None:
     """django-axes locked a login out (too many wrong passwords from one address)."""
+    _record_attempt("account.locked_out", username, request)
+
+
+def _record_attempt(action: str, username: object, request: HttpRequest | None) -> None:
+    """Someone not signed in tried a login: named by its keyed hash, never in plain."""
     hashed = username_hash(username) if isinstance(username, str) else None
     record(
-        "account.locked_out",
+        action,
         object_type="login_attempt",
         object_id=hashed or "unknown",
         actor="anonymous",
