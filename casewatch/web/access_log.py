@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from functools import update_wrapper
-from typing import Concatenate, ParamSpec
 from urllib.parse import urlencode
 
 from django.contrib.auth.models import User
@@ -31,10 +30,7 @@ from casewatch.audit.chain import staff_actor
 from casewatch.audit.models import AccessRecord
 from casewatch.cases.models import Case
 from casewatch.core.receipts import normalize_receipt
-from casewatch.web.access import staff_view
-
-P = ParamSpec("P")
-StaffView = Callable[Concatenate[HttpRequest, Membership, P], HttpResponse]
+from casewatch.web.access import P, StaffView, staff_view
 
 PAGE_SIZE = 100
 MAX_PAGE = 10_000
