@@ -23,12 +23,15 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
 from django.db import connection, models, transaction
 
 from casewatch import config
+from casewatch.notify import mail_capture
 
 BATCH_SIZE = 500
 # Passes over the data before giving up on rows the application keeps changing.
@@ -191,24 +194,24 @@ def rotate(
     return report
 
 
-def _kept_mail_folder() -> Any:
-    from django.conf import settings
-
+def _kept_mail() -> list[Path]:
+    """The files of mail kept without an SMTP server, encrypted under the same keys."""
     if settings.EMAIL_BACKEND != KEPT_MAIL_BACKEND:
-        return None
-    from casewatch.notify.mail_capture import capture_dir
-
-    return capture_dir()
+        return []
+    return mail_capture.kept_files(mail_capture.capture_dir())
 
 
 def _rotate_kept_mail(newest: Fernet, every_key: MultiFernet) -> tuple[int, int]:
-    """Mail kept without an SMTP server is encrypted under the same keys: rotate it too."""
-    folder = _kept_mail_folder()
-    if folder is None:
-        return 0, 0
-    from casewatch.notify.mail_capture import rotate_files
-
-    return rotate_files(folder, newest, every_key)
+    """Kept mail re-encrypted to the newest key, as the columns are; (rotated, unreadable)."""
+    rotated = lost = 0
+    for path in _kept_mail():
+        token = path.read_bytes().decode("ascii", "replace")
+        fresh, unreadable = _rotated(token, newest, every_key)
+        lost += unreadable
+        if fresh != token:
+            mail_capture.replace_file(path, fresh.encode("ascii"))
+            rotated += 1
+    return rotated, lost
 
 
 def _write_pending(new_key: str) -> None:
@@ -259,12 +262,9 @@ def _rotated(token: Any, newest: Fernet, every_key: MultiFernet) -> tuple[Any, i
     """The token re-encrypted to the newest key (itself when it already is), and 1 if unreadable."""
     if not token:
         return token, 0
-    raw = str(token).encode("ascii", "replace")
-    try:
-        newest.decrypt(raw)
+    if _reads(newest, token):
         return token, 0
-    except InvalidToken:
-        pass
+    raw = str(token).encode("ascii", "replace")
     try:
         return every_key.rotate(raw).decode("ascii"), 0
     except InvalidToken:
@@ -328,17 +328,21 @@ def tokens_needing_old_keys() -> dict[str, int]:
     for model, fields in encrypted_columns():
         table = model._meta.db_table
         for token in _all_tokens(model, fields):
-            try:
-                newest.decrypt(str(token).encode("ascii", "replace"))
-            except InvalidToken:
+            if not _reads(newest, token):
                 remaining[table] = remaining.get(table, 0) + 1
-    folder = _kept_mail_folder()
-    if folder is not None:
-        from casewatch.notify.mail_capture import unreadable
-
-        if kept := unreadable(folder, newest):
-            remaining[MAIL] = kept
+    if kept := sum(1 for path in _kept_mail() if not _reads(newest, path.read_bytes())):
+        remaining[MAIL] = kept
     return remaining
+
+
+def _reads(key: Fernet, token: Any) -> bool:
+    """Whether `key` decrypts the token (a stored text, or a kept file's bytes)."""
+    raw = token if isinstance(token, bytes) else str(token).encode("ascii", "replace")
+    try:
+        key.decrypt(raw)
+    except InvalidToken:
+        return False
+    return True
 
 
 def _all_tokens(model: type[models.Model], fields: list[models.Field[Any, Any]]) -> Iterator[Any]:

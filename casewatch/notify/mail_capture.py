@@ -21,7 +21,7 @@ from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
@@ -85,13 +85,14 @@ class CapturedMail:
         return str(part.get_payload())
 
 
-def _files(folder: Path) -> list[Path]:
+def kept_files(folder: Path) -> list[Path]:
+    """The kept messages' files, oldest first."""
     return sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
 
 
 def captured(folder: Path | None = None) -> Iterator[CapturedMail]:
     """Every kept message that the configured keys can read, oldest first."""
-    for path in _files(folder or capture_dir()):
+    for path in kept_files(folder or capture_dir()):
         try:
             raw = cipher().decrypt(path.read_bytes())
         except InvalidToken:
@@ -99,36 +100,10 @@ def captured(folder: Path | None = None) -> Iterator[CapturedMail]:
         yield CapturedMail(path.name, message_from_bytes(raw, policy=default_policy))
 
 
-def unreadable(folder: Path, key: Fernet) -> int:
-    """How many kept messages `key` cannot read (they need an older key, or none)."""
-    count = 0
-    for path in _files(folder):
-        try:
-            key.decrypt(path.read_bytes())
-        except InvalidToken:
-            count += 1
-    return count
-
-
-def rotate_files(folder: Path, newest: Fernet, every_key: MultiFernet) -> tuple[int, int]:
-    """Re-encrypt kept messages to the newest key; returns (rotated, unreadable)."""
-    rotated = lost = 0
-    for path in _files(folder):
-        token = path.read_bytes()
-        try:
-            newest.decrypt(token)
-            continue
-        except InvalidToken:
-            pass
-        try:
-            fresh = newest.encrypt(every_key.decrypt(token))
-        except InvalidToken:
-            lost += 1
-            continue
-        temporary = path.with_name(path.name + ".new")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(fresh)
-        temporary.replace(path)
-        rotated += 1
-    return rotated, lost
+def replace_file(path: Path, token: bytes) -> None:
+    """Write a kept message's new token in place, whole or not at all, owner-only."""
+    temporary = path.with_name(path.name + ".new")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(token)
+    temporary.replace(path)
