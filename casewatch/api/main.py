@@ -17,7 +17,7 @@ from django.urls import URLPattern
 from ninja import NinjaAPI, Swagger
 from ninja.openapi.schema import OpenAPISchema
 
-from casewatch.api import cases, problems
+from casewatch.api import cases, exports, problems, status_checks
 from casewatch.api.auth import TokenAuth
 
 
@@ -48,6 +48,8 @@ api = CasewatchAPI(
     openapi_url="/openapi.json",
 )
 api.add_router("/", cases.router)
+api.add_router("/", exports.router)
+api.add_router("/", status_checks.router)
 problems.install(api)
 
 View = Callable[..., HttpResponseBase]
