@@ -236,13 +236,14 @@ LOGGING = {
 }
 
 # Bad input: an upload over CASEWATCH_MAX_UPLOAD_BYTES is dropped unread by
-# casewatch.web.uploads (the page says the limit and that nothing was imported); a
-# request too big to read gets its 413 page from the 400 handler there.
+# casewatch.cases.uploads (the page says the limit and that nothing was imported); a
+# request too big to read gets its 413 page from casewatch.web.uploads.bad_request
+# (an API request its problem body from casewatch.api.problems).
 CASEWATCH_MAX_UPLOAD_BYTES = config.upload_limit_bytes()
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # form fields and webhook bodies: 2.5 MB
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # a larger file waits in a temporary file
 FILE_UPLOAD_HANDLERS = [
-    "casewatch.web.uploads.UploadLimit",
+    "casewatch.cases.uploads.UploadLimit",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]

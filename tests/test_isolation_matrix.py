@@ -265,6 +265,13 @@ ROUTES: Mapping[str, Row] = {
     "api-case-events": Api({GET: 200}, "case"),
     "api-events": Api({GET: 200}),
     "api-deadlines": Api({GET: 200}),
+    "api-cases-bulk": Api({POST: 200}, body={"cases": []}),  # an empty list: a report of none
+    "api-cases-import": Api({POST: 422}),  # no file: the answer says to send one
+    "api-notifications": Api({GET: 200}),
+    "api-notification": Api({GET: 200}, "notification"),
+    "api-clients": Api({GET: 200}),
+    "api-client": Api({GET: 200}, "client"),
+    "api-status-checks": Api({POST: 422}),  # a check of no receipts is refused, asking nothing
 }
 
 
@@ -655,7 +662,8 @@ def test_the_answer_is_the_one_allowed(
 def call_the_api(world: World, name: str, row: Api, caller: str, whose: Whose, method: str) -> None:
     """One API request with the caller's token of the own firm, naming whose object."""
     office = world.other if whose is Whose.OTHER_FIRM else world.own
-    kwargs = {"case_id": office.case.pk} if row.target == "case" else {}
+    # The path names the object as `<target>_id`: case_id, client_id, notification_id.
+    kwargs = {f"{row.target}_id": getattr(office, row.target).pk} if row.target else {}
     headers = {}
     if caller != NO_TOKEN:
         headers["Authorization"] = f"Bearer {world.own.api_tokens[caller]}"

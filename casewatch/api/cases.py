@@ -14,10 +14,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.core import signing
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
-from django.utils import timezone
 from ninja import Field, Query, Router, Schema
 from ninja.decorators import decorate_view
 from ninja.params.functions import Header
@@ -28,8 +26,8 @@ from casewatch.accounts.models import ApiToken
 from casewatch.api.auth import may_see_clients, token_of
 from casewatch.api.idempotency import idempotent
 from casewatch.api.problems import Problem
-from casewatch.audit.chain import record as audit
-from casewatch.cases.intake import DuplicateCase, add_case, case_details
+from casewatch.cases.editing import change_case
+from casewatch.cases.intake import DuplicateCase, add_case
 from casewatch.cases.models import Case, Deadline, StatusEvent
 from casewatch.cases.queries import (
     ASSIGNABLE,
@@ -40,7 +38,13 @@ from casewatch.cases.queries import (
     matching_cases,
     members,
 )
-from casewatch.cases.sheet import RawRow, clean_form_type, split_tags, validate_row
+from casewatch.cases.sheet import (
+    RawRow,
+    clean_form_type,
+    clean_language,
+    split_tags,
+    validate_row,
+)
 from casewatch.core.receipts import InvalidReceipt, parse_receipt
 from casewatch.core.statuses import CATEGORIES, URGENCIES
 from casewatch.monitor.archiving import set_archived
@@ -199,6 +203,7 @@ class CasePatch(Schema):
     attorney_id: int | None = None
     paralegal_id: int | None = None
     tags: list[str] | None = Field(None, max_length=50)
+    client_language: str | None = Field(None, max_length=60, description="a code or a name")
 
 
 # Which values an enumerated filter takes: anything else is a 422, not an empty list.
@@ -213,6 +218,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 ERRORS: dict[int | str, Any] = {401: ProblemOut, 403: ProblemOut, 422: ProblemOut, 429: ProblemOut}
 WITH_404 = {**ERRORS, 404: ProblemOut}
 POSTED = {**WITH_404, 400: ProblemOut, 409: ProblemOut}
+
+
+def tags_cell(tags: list[str]) -> str:
+    """A list of tags as the import's tags cell: a comma inside a tag cannot split it."""
+    return ", ".join(tag.replace(",", " ") for tag in tags)
+
 
 # --- Answers ------------------------------------------------------------------------------
 
@@ -294,7 +305,7 @@ def deadline_out(deadline: Deadline) -> dict[str, Any]:
 # --- Pages --------------------------------------------------------------------------------
 
 
-def _page(
+def page_of(
     request: HttpRequest,
     rows: QuerySet[Any] | None,
     query: dict[str, str],
@@ -355,7 +366,7 @@ def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, A
     parameters = _choices_checked(filters)
     found = matching_cases(token.firm, parameters)
     rows = None if found is None else found.select_related("client")
-    items, following = _page(request, rows, parameters, filters.cursor, filters.limit)
+    items, following = page_of(request, rows, parameters, filters.cursor, filters.limit)
     return {"items": [case_out(case, token) for case in items], "next": following}
 
 
@@ -395,7 +406,7 @@ def create_case(
         "client_email": case.client_email.strip(),
         "client_phone": case.client_phone.strip(),
         "client_language": case.client_language.strip(),
-        "tags": ", ".join(tag.replace(",", " ") for tag in case.tags),
+        "tags": tags_cell(case.tags),
         "notes": case.notes.strip(),
     }
     errors: list[dict[str, str]] = []
@@ -449,21 +460,22 @@ def members_by_pk(token: ApiToken, pk: int) -> Any:
     )
 
 
-@router.get("/cases/{case_id}", response={200: CaseOut, **WITH_404}, url_name="api-case")
+@router.get("/cases/{int:case_id}", response={200: CaseOut, **WITH_404}, url_name="api-case")
 def get_case(request: HttpRequest, case_id: int) -> dict[str, Any]:
     """One case of the firm."""
     token = token_of(request)
     return case_out(_case_of(token, case_id), token)
 
 
-@router.patch("/cases/{case_id}", response={200: CaseOut, **POSTED}, url_name="api-case")
+@router.patch("/cases/{int:case_id}", response={200: CaseOut, **POSTED}, url_name="api-case")
 def update_case(request: HttpRequest, case_id: int, patch: CasePatch) -> dict[str, Any]:
-    """Change a case's form, tags, attorney or paralegal, or give its pending receipt."""
+    """Change a case's form, tags, attorney, paralegal or client's language, or give its
+    pending receipt; judged field by field, saved and audited as the web form's edit."""
     token = token_of(request)
     case = _case_of(token, case_id)
     given = patch.dict(exclude_unset=True)
     errors = _member_errors(token, given)
-    changed: dict[str, Any] = {}
+    data: dict[str, Any] = {}
     if given.get("receipt_number"):
         try:
             receipt = parse_receipt(given["receipt_number"]).number
@@ -475,43 +487,27 @@ def update_case(request: HttpRequest, case_id: int, patch: CasePatch) -> dict[st
                     raise Problem(409, "The case has its receipt number; it cannot be changed.")
                 if Case.objects.filter(firm_id=token.firm_id, receipt_number=receipt).exists():
                     raise Problem(409, f"{receipt} is already a case of the firm.")
-                changed["receipt_number"] = receipt
-                changed["next_check_at"] = timezone.now()
-    if given.get("form_type") is not None:
-        form_type, problem = (
-            clean_form_type(given["form_type"]) if given["form_type"] else ("", None)
-        )
-        if problem:
-            errors.append({"field": "form_type", "in": "body", "message": problem})
-        elif form_type != case.form_type:
-            changed["form_type"] = form_type
+                data["receipt_number"] = receipt
+    for name, clean in (("form_type", clean_form_type), ("client_language", clean_language)):
+        if given.get(name) is not None:
+            value, problem = clean(given[name]) if given[name].strip() else ("", None)
+            if problem and not value:
+                errors.append({"field": name, "in": "body", "message": str(problem)})
+            else:  # a kept value with a warning ("names more than one language"): the first
+                data[name] = value
     if given.get("tags") is not None:
-        tags = split_tags(", ".join(tag.replace(",", " ") for tag in given["tags"]))
-        if tags != case.tags:
-            changed["tags"] = tags
+        data["tags"] = split_tags(tags_cell(given["tags"]))
     for name in ("attorney", "paralegal"):
-        if f"{name}_id" in given and given[f"{name}_id"] != getattr(case, f"{name}_id"):
-            changed[f"{name}_id"] = given[f"{name}_id"]
+        if f"{name}_id" in given:
+            data[name] = given[f"{name}_id"]
     if errors:
         raise Problem(422, "The case was not changed.", errors=errors)
-    if changed:
-        with transaction.atomic():
-            for name, value in changed.items():
-                setattr(case, name, value)
-            case.save(update_fields=[*changed, "updated_at"])
-            audit(
-                "case.updated",
-                object_type="case",
-                object_id=case.pk,
-                firm_id=case.firm_id,
-                actor=token_actor(token),
-                details={**case_details(case), "changed": sorted(changed)},
-            )
+    change_case(case, data, actor=token_actor(token))
     return case_out(case, token)
 
 
 @router.post(
-    "/cases/{case_id}/archive", response={200: CaseOut, **POSTED}, url_name="api-case-archive"
+    "/cases/{int:case_id}/archive", response={200: CaseOut, **POSTED}, url_name="api-case-archive"
 )
 @decorate_view(idempotent)
 def archive_case(
@@ -526,7 +522,7 @@ def archive_case(
 
 
 @router.get(
-    "/cases/{case_id}/events",
+    "/cases/{int:case_id}/events",
     response={200: EventPage, **WITH_404, 400: ProblemOut},
     url_name="api-case-events",
 )
@@ -537,7 +533,7 @@ def case_events(request: HttpRequest, case_id: int, page: Query[PageQuery]) -> d
     rows = (
         StatusEvent.objects.filter(case=case).select_related("case").order_by("observed_at", "pk")
     )
-    items, following = _page(request, rows, {}, page.cursor, page.limit)
+    items, following = page_of(request, rows, {}, page.cursor, page.limit)
     return {"items": [event_out(event) for event in items], "next": following}
 
 
@@ -551,7 +547,7 @@ def firm_events(request: HttpRequest, page: Query[EventQuery]) -> dict[str, Any]
         rows = rows.filter(observed_at__gte=page.since)
         query["since"] = page.since.isoformat()
     rows = rows.select_related("case").order_by("observed_at", "pk")
-    items, following = _page(request, rows, query, page.cursor, page.limit)
+    items, following = page_of(request, rows, query, page.cursor, page.limit)
     return {"items": [event_out(event) for event in items], "next": following}
 
 
@@ -571,5 +567,5 @@ def deadlines(request: HttpRequest, page: Query[DeadlineQuery]) -> dict[str, Any
             rows = rows.filter(**{lookup: value})
             query[name] = value.isoformat()
     rows = rows.select_related("case").order_by("due_on", "pk")
-    items, following = _page(request, rows, query, page.cursor, page.limit)
+    items, following = page_of(request, rows, query, page.cursor, page.limit)
     return {"items": [deadline_out(deadline) for deadline in items], "next": following}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -34,9 +34,34 @@ Run = Callable[..., HttpResponseBase]
 
 def _request_hash(request: HttpRequest) -> str:
     digest = hashlib.sha256()
-    for part in ((request.method or "").encode(), request.get_full_path().encode(), request.body):
+    for part in ((request.method or "").encode(), request.get_full_path().encode()):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    for part in _body_parts(request):
         digest.update(len(part).to_bytes(8, "big") + part)
     return digest.hexdigest()
+
+
+def _body_parts(request: HttpRequest) -> Iterator[bytes]:
+    """The body as bytes; an upload by its fields and files' contents instead.
+
+    An uploaded spreadsheet may be larger than Django keeps in memory as the raw body
+    (reading `request.body` would refuse it): its fields and files are hashed as the
+    upload handlers stored them, which says the same about the request.
+    """
+    if request.content_type != "multipart/form-data":
+        yield request.body
+        return
+    for name in sorted(request.POST):
+        for value in request.POST.getlist(name):
+            yield f"field:{name}={value}".encode()
+    for name in sorted(request.FILES):
+        for upload in request.FILES.getlist(name):
+            yield f"file:{name}={upload.name}".encode()
+            content = hashlib.sha256()
+            for chunk in upload.chunks():
+                content.update(chunk)
+            upload.seek(0)
+            yield content.digest()
 
 
 def _bearer(request: HttpRequest) -> str:

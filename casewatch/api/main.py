@@ -14,10 +14,19 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Swagger
 from ninja.openapi.schema import OpenAPISchema
 
-from casewatch.api import cases, exports, problems, status_checks
+from casewatch.api import (
+    cases,
+    clients,
+    exports,
+    imports,
+    notifications,
+    problems,
+    status_checks,
+)
 from casewatch.api.auth import TokenAuth
 
 
@@ -48,6 +57,9 @@ api = CasewatchAPI(
     openapi_url="/openapi.json",
 )
 api.add_router("/", cases.router)
+api.add_router("/", imports.router)
+api.add_router("/", notifications.router)
+api.add_router("/", clients.router)
 api.add_router("/", exports.router)
 api.add_router("/", status_checks.router)
 problems.install(api)
@@ -81,6 +93,8 @@ def urls() -> tuple[list[Any], str, str]:
     return patterns, app_name, namespace
 
 
+@csrf_exempt
 def not_found(request: HttpRequest, rest: str) -> HttpResponse:
-    """Any other address under /api/v1/: a problem body, not the staff app's 404 page."""
+    """Any other address under /api/v1/, whatever the method: a problem body, not the staff
+    app's 404 page (nor its CSRF refusal: the API has no session to protect)."""
     return problems.problem_response(404, "No such address in the API; see /api/v1/docs.")

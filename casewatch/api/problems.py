@@ -12,6 +12,8 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -29,6 +31,7 @@ KINDS: Mapping[int, tuple[str, str]] = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     409: ("conflict", "Conflict"),
+    413: ("too-large", "Content too large"),
     422: ("invalid", "The request is not valid"),
     429: ("rate-limited", "Too many requests"),
     500: ("server-error", "Server error"),
@@ -120,6 +123,17 @@ def install(api: NinjaAPI) -> None:
     @api.exception_handler(HttpError)
     def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         return problem_response(exc.status_code, str(exc))
+
+    @api.exception_handler(RequestDataTooBig)
+    @api.exception_handler(TooManyFieldsSent)
+    @api.exception_handler(TooManyFilesSent)
+    def on_too_large(request: HttpRequest, exc: Exception) -> HttpResponse:
+        return problem_response(
+            413,
+            f"The request body is larger than the {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} "
+            "bytes casewatch reads at once; nothing was changed. Send fewer items per "
+            "request, or upload a spreadsheet to POST /api/v1/cases/import.",
+        )
 
     @api.exception_handler(Exception)
     def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:

@@ -21,7 +21,6 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
@@ -31,7 +30,7 @@ from casewatch.accounts.permissions import Action, may
 from casewatch.audit.chain import record as audit
 from casewatch.audit.chain import staff_actor
 from casewatch.audit.models import AuditEntry
-from casewatch.cases.intake import case_details
+from casewatch.cases.editing import change_case
 from casewatch.cases.models import Case, Comment, StatusEvent
 from casewatch.cases.sheet import clean_form_type, split_tags
 from casewatch.core.receipts import InvalidReceipt, parse_receipt
@@ -388,43 +387,6 @@ class CaseForm(forms.Form):
         }
 
 
-def apply_changes(case: Case, data: Mapping[str, Any]) -> list[str]:
-    """Set what the form changed on the case (and its client's language); the changed names."""
-    changed: list[str] = []
-    if data.get("receipt_number") and case.receipt_pending:
-        case.receipt_number = data["receipt_number"]
-        case.next_check_at = timezone.now()  # The monitor asks USCIS about it next.
-        changed.append("receipt_number")
-    for name in ("form_type", "tags"):
-        if name in data and data[name] != getattr(case, name):
-            setattr(case, name, data[name])
-            changed.append(name)
-    for name in ("attorney", "paralegal"):
-        if data.get(name) != getattr(case, f"{name}_id"):
-            setattr(case, f"{name}_id", data.get(name))
-            changed.append(name)
-    language = data.get("client_language")
-    if case.client is not None and language and language != (case.client.language or "en"):
-        case.client.language = language
-        changed.append("client_language")
-    return changed
-
-
-# The columns each change writes: only those, so a status the monitor records meanwhile stays.
-COLUMNS: Mapping[str, tuple[str, ...]] = {
-    "receipt_number": ("receipt_number", "next_check_at"),
-    "form_type": ("form_type",),
-    "tags": ("tags",),
-    "attorney": ("attorney",),
-    "paralegal": ("paralegal",),
-    "client_language": (),
-}
-
-
-def _columns(changed: list[str]) -> list[str]:
-    return [column for name in changed for column in COLUMNS[name]] + ["updated_at"]
-
-
 @staff_view(Action.CHANGE_CASES, change=Action.CHANGE_CASES)
 @records_access("case")
 def edit_case(request: HttpRequest, membership: Membership, pk: int) -> HttpResponse:
@@ -438,20 +400,7 @@ def edit_case(request: HttpRequest, membership: Membership, pk: int) -> HttpResp
             for name in ("attorney", "paralegal"):
                 if data.get(name) is not None and data[name] not in member_ids:
                     data[name] = getattr(case, f"{name}_id")
-            changed = apply_changes(case, data)
-            if changed:
-                with transaction.atomic():
-                    if "client_language" in changed and case.client is not None:
-                        case.client.save(update_fields=["language", "updated_at"])
-                    case.save(update_fields=_columns(changed))
-                    audit(
-                        "case.updated",
-                        object_type="case",
-                        object_id=case.pk,
-                        firm_id=case.firm_id,
-                        actor=staff_actor(membership.user_id),
-                        details={**case_details(case), "changed": changed},
-                    )
+            if change_case(case, data, actor=staff_actor(membership.user_id)):
                 messages.success(request, _("Case saved."))
             else:
                 messages.info(request, _("Nothing was changed."))

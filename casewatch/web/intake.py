@@ -45,6 +45,7 @@ from casewatch.cases.sheet import (
     SheetError,
     read_sheet_bytes,
 )
+from casewatch.cases.uploads import upload_refused
 from casewatch.core.receipts import normalize_receipt, split_receipt_list
 from casewatch.core.wording import Wording
 from casewatch.web import held_files
@@ -57,7 +58,7 @@ from casewatch.web.intake_forms import (
     UploadForm,
 )
 from casewatch.web.labels import in_words, is_worded
-from casewatch.web.uploads import too_big_message, upload_refused
+from casewatch.web.uploads import too_big_message
 
 UPLOAD = "import"
 # Rows shown as they will be stored, and problems or duplicates listed, before "and N more".

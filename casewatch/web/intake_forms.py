@@ -17,7 +17,8 @@ from django.utils.translation import gettext_lazy as _
 from casewatch.accounts.models import Firm
 from casewatch.cases.queries import ASSIGNABLE, members
 from casewatch.cases.sheet import COLUMNS, TARGETS, RawRow, RowResult, validate_row
-from casewatch.web.uploads import too_big_message, upload_limit
+from casewatch.cases.uploads import upload_limit
+from casewatch.web.uploads import too_big_message
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -175,7 +176,7 @@ class UploadForm(forms.Form):
 
     def clean_file(self) -> Any:
         """A file over the limit (settings.CASEWATCH_MAX_UPLOAD_BYTES) is refused; the
-        upload handler usually drops it first (casewatch.web.uploads)."""
+        upload handler usually drops it first (casewatch.cases.uploads)."""
         upload = self.cleaned_data["file"]
         if upload.size > upload_limit():
             raise forms.ValidationError(too_big_message(), code="too_big")

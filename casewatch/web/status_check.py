@@ -1,9 +1,8 @@
 """The bulk status check: paste receipts, watch the answers arrive, take them away as CSV.
 
-The same check as `casewatch check` (casewatch.monitor.bulk_check.check_receipts), but
-every request takes its slot from the limiter the workers share, counts against the
-firm's daily USCIS budget, asks the circuit breaker first and tells it the outcome
-after: a status check never goes around what keeps casewatch within its USCIS grant.
+The same check as `casewatch check`, asked within what keeps casewatch within its USCIS
+grant (casewatch.monitor.budgeted_check, the one place for those rules, which the API's
+status checks use too): the shared limiter's slots, the daily budget, the circuit breaker.
 The page is one streamed response, a row for each answer as it arrives, so it works
 without JavaScript. Nothing is stored about a receipt that is not a case; the
 results wait a day, encrypted, for the CSV download.
@@ -19,12 +18,9 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
@@ -43,27 +39,16 @@ from casewatch.config import uscis_settings
 from casewatch.core.receipts import InvalidReceipt, normalize_receipt, parse_receipt
 from casewatch.core.receipts import split_receipt_list as split_receipts
 from casewatch.core.spreadsheet import safe_cell
-from casewatch.monitor.bulk_check import (
-    MAX_WAIT_SECONDS,
-    CheckResult,
-    InvalidInput,
-    check_receipts,
-    result_json,
+from casewatch.monitor.budgeted_check import (
+    BudgetedResults,
+    SharedConnection,
+    beyond_budget,
+    check_within_budget,
+    receipts_to_ask,
+    todays_budget,
 )
-from casewatch.monitor.checks import FETCHERS
-from casewatch.monitor.health import READABLE, circuit_allows, note_outcome
-from casewatch.monitor.limiter import Grant, Quota, acquire
-from casewatch.monitor.pacing import Pacer
-from casewatch.monitor.tasks import NOTE_READS_EVERY, current_budget, quota
-from casewatch.uscis.connect import official_client
-from casewatch.uscis.source import (
-    CaseStatusSource,
-    Found,
-    NotSent,
-    Outcome,
-    Pace,
-    Unavailable,
-)
+from casewatch.monitor.bulk_check import CheckResult, InvalidInput, result_json
+from casewatch.uscis.source import Found
 from casewatch.web import held_files
 from casewatch.web.access import staff_view
 from casewatch.web.intake import known_cases
@@ -73,8 +58,6 @@ from casewatch.web.labels import in_words
 log = logging.getLogger(__name__)
 
 CHECK = "status_check"
-# Given to check_receipts as a Retry-After so that an item not asked is not waited for.
-GIVE_UP = MAX_WAIT_SECONDS + 1
 # The columns of the CSV: the fields of `casewatch check --json`, the input, the case.
 CSV_COLUMNS = (
     "input",
@@ -93,7 +76,8 @@ CSV_COLUMNS = (
     "case",
 )
 
-# Why a receipt was not asked about, and what a USCIS answer that is not a status means.
+# Why a receipt was not asked about (budgeted_check.NOT_ASKED_REASONS), and what a USCIS
+# answer that is not a status means.
 NOT_ASKED: dict[str, Promise] = {
     "quota": gettext_lazy("Not asked: today's USCIS budget is used up."),
     "circuit": gettext_lazy("Not asked: USCIS cannot be read right now; try again later."),
@@ -137,14 +121,13 @@ class Row:
 def status_check(request: HttpRequest, membership: Membership) -> HttpResponse:
     """The form, or (POST) the results as they are read."""
     form = ReceiptsForm(request.POST or None)
-    budget = _budget()
+    budget = todays_budget()
     if request.method == "POST" and form.is_valid():
         inputs = split_receipts(form.cleaned_data["receipts"])
-        asked = {normalize_receipt(i) for i in inputs if _valid(i)}
-        left = budget["calls_per_day"] - budget["used_today"]
+        refusal = beyond_budget(inputs, budget)
         if not inputs:
             form.add_error("receipts", _("Paste at least one receipt number."))
-        elif len(asked) > left:
+        elif refusal is not None:
             form.add_error(
                 "receipts",
                 _(
@@ -152,11 +135,12 @@ def status_check(request: HttpRequest, membership: Membership) -> HttpResponse:
                     "USCIS calls are left. Check fewer receipts, or wait until the budget "
                     "resets."
                 )
-                % {"count": len(asked), "left": max(left, 0)},
+                % {"count": refusal.asked, "left": refusal.left},
             )
         else:
+            asked = len(receipts_to_ask(inputs))
             # The staff gate is typed for plain responses; a streamed one serves as well.
-            return cast(HttpResponse, _stream(request, membership, inputs, len(asked)))
+            return cast(HttpResponse, _stream(request, membership, inputs, asked))
     return render(
         request,
         "intake/check.html",
@@ -179,11 +163,6 @@ def _not_a_receipt(text: str) -> str:
     except InvalidReceipt as exc:
         return in_words(exc.wording or str(exc))
     return ""
-
-
-def _budget() -> dict[str, Any]:
-    budget = current_budget()
-    return {"calls_per_day": budget.calls_per_day, "used_today": quota().used_today()}
 
 
 @staff_view(Action.CHECK_STATUS)
@@ -258,9 +237,9 @@ def _stream(
 
 
 @dataclass(frozen=True)
-class _Done:
-    results: list[CheckResult]
-    source: str
+class _Arrived:
+    result: CheckResult
+    not_asked: str  # why USCIS was not asked, or ""
 
 
 @dataclass(frozen=True)
@@ -284,24 +263,23 @@ class _Check:
             else:
                 self.invalid_at.append(position)
         self.cases = known_cases(self.firm, list(self.first))
-        self.events: queue.SimpleQueue[CheckResult | _Done | _Failed] = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[_Arrived | BudgetedResults | _Failed] = queue.SimpleQueue()
         self.stop = threading.Event()
         self.shown: list[Row] = []
-        self.done: _Done | None = None
+        self.done: BudgetedResults | None = None
         self.failed = ""
         self.token = ""
-        self.source: _Budgeted | None = None
 
     def rows(self) -> Iterator[str]:
         """A table row per answer, as each arrives; ends when the check has ended."""
-        database = _SharedConnection()
+        database = SharedConnection()
         runner = threading.Thread(target=self._run, args=(database,), name="status-check")
         with database:
             runner.start()
             try:
                 while True:
                     event = self.events.get()
-                    if isinstance(event, _Done):
+                    if isinstance(event, BudgetedResults):
                         self.done = event
                         break
                     if isinstance(event, _Failed):
@@ -316,28 +294,22 @@ class _Check:
         if self.done is not None:
             self.token = self._keep(self.done)
 
-    def _run(self, database: _SharedConnection) -> None:
+    def _run(self, database: SharedConnection) -> None:
         try:
-            settings = uscis_settings()
-            shared = _SharedQuota(quota(), database)
-            with official_client(settings) as client:
-                self.source = _Budgeted(client, shared, database, self.stop)
-                results = check_receipts(
-                    self.inputs,
-                    self.source,
-                    Pacer(None),
-                    workers=FETCHERS,
-                    on_result=self.events.put,
-                )
-                self.source.close_round()
-                name = "sandbox" if settings.uses_builtin_sandbox else client.source
-            self.events.put(_Done(results, name))
+            done = check_within_budget(
+                self.inputs,
+                on_result=lambda result, why: self.events.put(_Arrived(result, why)),
+                stop=self.stop,
+                database=database,
+            )
+            self.events.put(done)
         except Exception as exc:
             # Receipts are not written to the log; the kind of failure is enough to look into.
             log.warning("a bulk status check failed: %s", type(exc).__name__)
             self.events.put(_Failed(type(exc).__name__))
 
-    def _row(self, result: CheckResult) -> Row:
+    def _row(self, arrived: _Arrived) -> Row:
+        result = arrived.result
         outcome = result.outcome
         problem = outcome.error or ""
         if isinstance(outcome, InvalidInput):
@@ -345,8 +317,8 @@ class _Check:
             position = self.invalid_at.pop(0)
         else:
             position = self.first[result.receipt_number]
-        if self.source is not None and result.receipt_number in self.source.not_asked:
-            problem = self.source.not_asked[result.receipt_number]
+        if arrived.not_asked:
+            problem = arrived.not_asked
         status = outcome.status if isinstance(outcome, Found) else None
         classification = result.classification
         return Row(
@@ -364,14 +336,13 @@ class _Check:
             reason=_not_a_receipt(result.input) if problem == "invalid_input" else "",
         )
 
-    def _keep(self, done: _Done) -> str:
+    def _keep(self, done: BudgetedResults) -> str:
         """The results in input order, for the CSV, encrypted for a day."""
-        not_asked = self.source.not_asked if self.source is not None else {}
         rows = []
         for result in done.results:
             item = result_json(result, done.source)
             item["input"] = result.input
-            why = not_asked.get(result.receipt_number)
+            why = done.why_not_asked(result)
             if why:
                 item["error"], item["message"] = "not_asked", str(NOT_ASKED[why])
             valid = not isinstance(result.outcome, InvalidInput)
@@ -402,157 +373,3 @@ class _Check:
             },
             request=request,
         )
-
-
-# --- asking USCIS as the workers do ------------------------------------------------------
-
-
-class _SharedConnection:
-    """The request's database connection lent to the check's threads, one user at a time.
-
-    As casewatch.monitor.checks does for a worker's round: the calls made here are
-    short, and a test's transaction (or SQLite in memory) allows no other connection.
-    """
-
-    def __init__(self) -> None:
-        self.connection = connections[DEFAULT_DB_ALIAS]
-        self.lock = threading.RLock()
-
-    def __enter__(self) -> _SharedConnection:
-        self.connection.inc_thread_sharing()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.connection.dec_thread_sharing()
-
-    @contextmanager
-    def use(self) -> Iterator[None]:
-        with self.lock:
-            connections[DEFAULT_DB_ALIAS] = self.connection
-            yield
-
-
-class _SharedQuota:
-    """The workers' shared USCIS bucket, reached over the shared connection.
-
-    Only the bucket's own calls hold the connection; the wait for a slot does not.
-    """
-
-    def __init__(self, quota: Quota, database: _SharedConnection) -> None:
-        self._quota = quota
-        self._database = database
-        self.clock = quota.clock
-
-    def reserve(self) -> Grant:
-        with self._database.use():
-            return self._quota.reserve()
-
-    def back_off(self, seconds: float | None = None) -> None:
-        with self._database.use():
-            self._quota.back_off(seconds)
-
-    def used_today(self) -> int:
-        with self._database.use():
-            return self._quota.used_today()
-
-    def resets_at(self) -> datetime:
-        return self._quota.resets_at()
-
-    def blocked_until(self) -> float:
-        with self._database.use():
-            return self._quota.blocked_until()
-
-
-class _Budgeted:
-    """USCIS as the workers reach it: circuit breaker first, then a slot, then the outcome noted.
-
-    A receipt that may not be asked about (the circuit is open, today's budget is
-    spent, the reader left) gets an answer without a request, and is remembered in
-    `not_asked` so that the page does not pass it off as something USCIS said.
-    """
-
-    def __init__(
-        self,
-        source: CaseStatusSource,
-        quota: _SharedQuota,
-        database: _SharedConnection,
-        stop: threading.Event,
-    ) -> None:
-        self._source = source
-        self._quota = quota
-        self._database = database
-        self._stop = stop
-        self.not_asked: dict[str, str] = {}
-        self._noting = threading.Lock()
-        self._turn = threading.Lock()
-        self._noted_at: datetime | None = None  # when a read was last noted
-        self._unnoted: datetime | None = None  # the latest read not noted yet
-
-    def fetch(self, receipt_number: str, *, pace: Pace | None = None) -> Outcome:
-        """Ask about one receipt; each request the client sends takes its own slot.
-
-        (`pace`, the caller's own pacing, is not needed: the shared slots space the
-        requests.) The client asks for a slot right before each request it sends.
-        """
-        if self._stop.is_set():
-            return self._skip(receipt_number, "stopped")
-        with self._database.use():
-            allowed = circuit_allows(timezone.now())
-        if not allowed:
-            return self._skip(receipt_number, "circuit")
-        refused: list[str] = []
-
-        def slot() -> bool:
-            # One thread at a time waits for its slot, as a worker's round does: threads
-            # waiting side by side wake late for theirs and waste them.
-            with self._turn:
-                if self._stop.is_set():
-                    refused.append("stopped")
-                elif not acquire(self._quota):
-                    refused.append("quota")
-            return not refused
-
-        try:
-            outcome = self._source.fetch(receipt_number, pace=slot)
-        except NotSent:
-            return self._skip(receipt_number, refused[-1] if refused else "stopped")
-        self._note(outcome)
-        if outcome.error in ("rate_limited", "unavailable"):
-            self._quota.back_off(getattr(outcome, "retry_after", None))
-        self.not_asked.pop(receipt_number, None)
-        return outcome
-
-    def close(self) -> None:
-        self._source.close()
-
-    def close_round(self) -> None:
-        """Note the last read of the check, if it was held back."""
-        self._note_unnoted()
-
-    def _note(self, outcome: Outcome) -> None:
-        """Tell the circuit breaker, as the workers do: reads in a row about once a second.
-
-        A read after reads only moves "last successful read" on, so the latest of a run
-        stands for all of it; anything else is noted at once. Fewer writes keep the
-        shared connection free for the slots.
-        """
-        now = timezone.now()
-        with self._noting:
-            if outcome.error in READABLE:
-                if self._noted_at is not None and now - self._noted_at < NOTE_READS_EVERY:
-                    self._unnoted = now
-                    return
-                self._noted_at, self._unnoted = now, None
-        with self._database.use():
-            note_outcome(outcome.error, now, message=getattr(outcome, "message", ""))
-
-    def _note_unnoted(self) -> None:
-        with self._noting:
-            last, self._unnoted = self._unnoted, None
-        if last is not None:
-            with self._database.use():
-                note_outcome(None, last)
-
-    def _skip(self, receipt_number: str, why: str) -> Outcome:
-        self.not_asked[receipt_number] = why
-        return Unavailable(f"not asked ({why})", retry_after=GIVE_UP)
