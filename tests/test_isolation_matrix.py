@@ -209,6 +209,8 @@ ROUTES: Mapping[str, Row] = {
     "webhook-test": Staff(A.MANAGE_MESSAGING, A.MANAGE_MESSAGING, "webhook", looked=302),
     # Cases.
     "case-list": Staff(A.VIEW_CASES, None),
+    "cases-csv": Staff(A.VIEW_CASES, None),  # front desk's file has no personal columns
+    "events-csv": Staff(A.VIEW_CASES, None),
     "case-view-save": Staff(A.CHANGE_CASES, A.CHANGE_CASES, looked=302),
     "case-view-delete": Staff(A.CHANGE_CASES, A.CHANGE_CASES, "saved_view", looked=302),
     "case-detail": Staff(A.VIEW_CASES, None, "case"),
@@ -265,6 +267,8 @@ ROUTES: Mapping[str, Row] = {
     "api-case-events": Api({GET: 200}, "case"),
     "api-events": Api({GET: 200}),
     "api-deadlines": Api({GET: 200}),
+    "api-export-cases": Api({GET: 200}),
+    "api-export-events": Api({GET: 200}),
     "api-cases-bulk": Api({POST: 200}, body={"cases": []}),  # an empty list: a report of none
     "api-cases-import": Api({POST: 422}),  # no file: the answer says to send one
     "api-notifications": Api({GET: 200}),

@@ -338,7 +338,7 @@ def page_of(
     return items[:limit], following
 
 
-def _choices_checked(filters: CaseFilters) -> dict[str, str]:
+def checked_filters(filters: CaseFilters) -> dict[str, str]:
     errors = [
         {"field": name, "in": "query", "message": f"one of: {', '.join(allowed)}"}
         for name, allowed in CHOICES.items()
@@ -363,7 +363,7 @@ def _case_of(token: ApiToken, pk: int) -> Case:
 def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, Any]:
     """The firm's cases, filtered as in the web app's case list, a page at a time."""
     token = token_of(request)
-    parameters = _choices_checked(filters)
+    parameters = checked_filters(filters)
     found = matching_cases(token.firm, parameters)
     rows = None if found is None else found.select_related("client")
     items, following = page_of(request, rows, parameters, filters.cursor, filters.limit)

@@ -39,6 +39,8 @@ MAX_PAGE = 10_000
 PAGES: Mapping[str, Promise] = {
     "home": gettext_lazy("Dashboard"),
     "case-list": gettext_lazy("Case list"),
+    "cases-csv": gettext_lazy("Case list downloaded as CSV"),
+    "events-csv": gettext_lazy("Status changes downloaded as CSV"),
     "case-detail": gettext_lazy("Case page"),
     "case-edit": gettext_lazy("Case edit form"),
     "client-contact": gettext_lazy("Client contact and consent"),

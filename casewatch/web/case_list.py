@@ -18,6 +18,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -38,6 +39,7 @@ from casewatch.cases.queries import (
 from casewatch.core.statuses import CATEGORIES
 from casewatch.web.access import staff_view
 from casewatch.web.access_log import records_access
+from casewatch.web.exports import default_window, may_export_personal_data
 from casewatch.web.labels import URGENCY_LABELS
 from casewatch.web.views import uscis_panel
 
@@ -128,6 +130,7 @@ def case_list(request: HttpRequest, membership: Membership) -> HttpResponse:
         count=counted(parameters),
     )
     query = urlencode(parameters)
+    export_since, export_until = default_window(timezone.localdate())
     return render(
         request,
         "cases/list.html",
@@ -152,6 +155,9 @@ def case_list(request: HttpRequest, membership: Membership) -> HttpResponse:
             "may_save_views": may(membership.role, Action.CHANGE_CASES),
             "count_cap": COUNT_CAP,
             "uscis": uscis_panel(),
+            "export_since": export_since,
+            "export_until": export_until,
+            "export_personal": may_export_personal_data(membership),
         },
     )
 
