@@ -3,11 +3,17 @@
 Tests never write into a developer's ./var, and never reach a real USCIS account.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 from typing import Any
 
-os.environ.setdefault("CASEWATCH_DATA_DIR", tempfile.mkdtemp(prefix="casewatch-test-"))
+# A fresh data folder for each test process, never one set in the shell: with xdist
+# each worker holds its own uploads, keys and kept mail, as it holds its own database.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+os.environ["CASEWATCH_DATA_DIR"] = tempfile.mkdtemp(prefix=f"casewatch-test-{_WORKER}-")
+atexit.register(shutil.rmtree, os.environ["CASEWATCH_DATA_DIR"], True)
 for _name in list(os.environ):
     if _name.startswith("CASEWATCH_USCIS_"):
         del os.environ[_name]

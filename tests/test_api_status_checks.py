@@ -23,6 +23,7 @@ from casewatch.audit.models import AuditEntry
 from casewatch.cases.models import Case
 from casewatch.monitor.health import FAILURES_TO_OPEN, note_outcome
 from casewatch.monitor.tasks import quota
+from tests.test_cli import CHECK_KEYS
 
 pytestmark = pytest.mark.django_db
 
@@ -31,25 +32,8 @@ PROBLEM = "application/problem+json"
 APPROVED = "EAC9999103403"  # "Case Was Approved" in the sandbox
 ALSO_KNOWN = "LIN9999106498"
 UNKNOWN_TO_USCIS = "LIN2410010404"  # the sandbox answers: no such receipt
-FIELDS = {
-    # `casewatch check --json` (spec/cli.md), then what the API adds.
-    "receipt_number",
-    "ok",
-    "error",
-    "message",
-    "form_type",
-    "title_en",
-    "title_es",
-    "description_en",
-    "status",
-    "category",
-    "urgency",
-    "confidence",
-    "source",
-    "input",
-    "case_id",
-    "not_asked",
-}
+# `casewatch check --json` (spec/cli.md), then what the API adds.
+FIELDS = CHECK_KEYS | {"input", "case_id", "not_asked"}
 
 
 @pytest.fixture

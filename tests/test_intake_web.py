@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -432,6 +433,15 @@ def test_a_bulk_check_streams_a_row_per_receipt_and_exports_them(
     # too late for is given up and counted, so there may be more than three).
     assert quota().used_today() >= used + 3
     assert Case.objects.filter(firm=firm).count() == 1  # a check adds no case by itself
+    run = AuditEntry.objects.get(action="status_check.run")
+    assert run.firm_id == firm.pk and run.actor.startswith("user:")
+    assert {k: run.details[k] for k in ("inputs", "invalid", "cases", "via")} == {
+        "inputs": 5,
+        "invalid": 1,
+        "cases": 1,
+        "via": "web",
+    }  # counts only: no receipt is written in the audit chain
+    assert "EAC9999103403" not in json.dumps(run.details)
 
     link = re.search(r'href="(/intake/check/[\w-]+\.csv)"', page)
     assert link, "a CSV of the results is offered"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import threading
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -38,11 +37,11 @@ from casewatch.api.auth import token_of
 from casewatch.api.cases import ERRORS, IDEMPOTENCY_KEY, ProblemOut
 from casewatch.api.idempotency import idempotent
 from casewatch.api.problems import Problem
-from casewatch.audit.chain import record as audit
 from casewatch.cases.models import Case
 from casewatch.monitor.budgeted_check import (
     BeyondBudget,
     BudgetedResults,
+    audit_check,
     check_within_budget,
     todays_budget,
 )
@@ -151,21 +150,7 @@ def check_statuses(
         timer.cancel()
     cases = _cases_of(token, [r.receipt_number for r in done.results])
     items = [_item(result, done, cases) for result in done.results]
-    audit(
-        "status_check.run",
-        object_type="status_check",
-        object_id=uuid.uuid4().hex,
-        firm_id=token.firm_id,
-        actor=token_actor(token),
-        details={
-            "inputs": len(check.receipts),
-            "asked": done.asked,
-            "not_asked": len(done.not_asked),
-            "invalid": sum(1 for r in done.results if isinstance(r.outcome, InvalidInput)),
-            "cases": len(cases),
-            "via": "api",
-        },
-    )
+    audit_check(done, firm_id=token.firm_id, actor=token_actor(token), cases=len(cases), via="api")
     budget = todays_budget()
     return {
         "items": items,

@@ -16,6 +16,7 @@ receipts here; what a caller keeps is its own business.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from datetime import datetime
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
+from casewatch.audit.chain import record as audit
 from casewatch.config import uscis_settings
 from casewatch.core.receipts import InvalidReceipt, normalize_receipt, parse_receipt
 from casewatch.monitor.bulk_check import MAX_WAIT_SECONDS, CheckResult, InvalidInput, check_receipts
@@ -329,3 +331,22 @@ class _NoOne:
 
     def close(self) -> None:
         pass
+
+
+def audit_check(done: BudgetedResults, *, firm_id: int, actor: str, cases: int, via: str) -> None:
+    """Record that a check ran and what it cost: counts only, never the receipts asked."""
+    audit(
+        "status_check.run",
+        object_type="status_check",
+        object_id=uuid.uuid4().hex,
+        firm_id=firm_id,
+        actor=actor,
+        details={
+            "inputs": len(done.results),
+            "asked": done.asked,
+            "not_asked": len(done.not_asked),
+            "invalid": sum(1 for r in done.results if isinstance(r.outcome, InvalidInput)),
+            "cases": cases,
+            "via": via,
+        },
+    )

@@ -42,6 +42,7 @@ from casewatch.core.spreadsheet import safe_cell
 from casewatch.monitor.budgeted_check import (
     BudgetedResults,
     SharedConnection,
+    audit_check,
     beyond_budget,
     check_within_budget,
     receipts_to_ask,
@@ -293,6 +294,13 @@ class _Check:
                 runner.join()
         if self.done is not None:
             self.token = self._keep(self.done)
+            audit_check(
+                self.done,
+                firm_id=self.firm.pk,
+                actor=staff_actor(self.membership.user_id),
+                cases=len(self.cases),
+                via="web",
+            )
 
     def _run(self, database: SharedConnection) -> None:
         try:
