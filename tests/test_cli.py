@@ -29,6 +29,10 @@ CHECK_KEYS = {
 }
 
 
+# Only a guard against a command that hangs: a loaded CI machine runs the benches slowly.
+CLI_TIMEOUT = 600
+
+
 def casewatch(
     *args: str, data_dir: Path, stdin: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -41,7 +45,7 @@ def casewatch(
         capture_output=True,
         text=True,
         env=environment,
-        timeout=120,
+        timeout=CLI_TIMEOUT,
         check=False,
     )
 

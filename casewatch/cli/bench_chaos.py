@@ -103,6 +103,8 @@ PLAN = (
 OUTAGE_SHARE = 0.1
 CHANNEL_OF = {"whatsapp_outage": "whatsapp", "sms_outage": "sms", "smtp_down": "email"}
 SETTLE_SECONDS = 180.0
+# The longest wait for the workers' first read of every case before the changes begin.
+FIRST_ROUND_SECONDS = 300.0
 # An outage that no send has met yet may last this long past the chaos phase.
 OUTAGE_OVERTIME = 60.0
 
@@ -295,10 +297,12 @@ class Run:
         with self._services() as url:
             self.url = url
             self.env = self._worker_env(url)
-            self.chaos_began = time.time()
             try:
                 for _ in range(self.args.workers):
                     self._start_worker()
+                self._first_round(time.time() + FIRST_ROUND_SECONDS)
+                self.clock.run()  # only now does USCIS move any case on
+                self.chaos_began = time.time()
                 self._disrupt(self.chaos_began)
                 settled = self._settle(self.chaos_began + self.args.seconds + SETTLE_SECONDS)
             finally:
@@ -386,11 +390,12 @@ class Run:
         def running() -> Any:
             self.request_log = self.root / "requests.jsonl"
             speed = TRACE_DAYS * 86_400 / self.args.seconds
+            self.clock = ScaledClock(start=self.trace.start, speed=speed, running=False)
             spec = f"{self.args.faults},delay={SLOW_ANSWER_SECONDS},seed={self.args.seed}"
             with self.request_log.open("a", encoding="utf-8") as log:
                 self.sandbox = SandboxApp(
                     TraceWorld.from_csv(self.trace.csv()),
-                    ScaledClock(start=self.trace.start, speed=speed),
+                    self.clock,
                     faults=parse_faults(spec),
                     request_log=log,
                 )
@@ -536,6 +541,19 @@ class Run:
         httpx.post(f"{self.url}{prefix}/_fake/faults", json=fault, timeout=10).raise_for_status()
 
     # -- waiting for the books to close ---------------------------------------------------
+    def _first_round(self, deadline: float) -> None:
+        """Wait until the workers have read every case once (or `deadline`), the sandbox's
+        clock standing still: a firm tracks its cases before they move, and a change made
+        before a case's first read is only its first status, with nothing to tell anyone.
+        On a slow or loaded machine the first round takes longer; the changes wait for it.
+        """
+        from casewatch.cases.models import Case
+
+        while time.time() < deadline:
+            if not _retrying(Case.objects.filter(last_read_at__isnull=True).exists):
+                return
+            self._sleep_until(time.time() + 1)
+
     def _settle(self, deadline: float) -> bool:
         """Wait until every case is read at its final status and every notification settled."""
         while time.time() < deadline:

@@ -20,16 +20,29 @@ class SystemClock:
 
 
 class ScaledClock:
-    """Starts at `start` and runs `speed` times faster than the wall clock."""
+    """Starts at `start` and runs `speed` times faster than the wall clock.
 
-    def __init__(self, start: datetime | None = None, speed: float = 1.0) -> None:
+    Made with `running=False`, it shows `start` until `run()` sets it going: a replay
+    can wait for its readers to be ready before anything happens.
+    """
+
+    def __init__(
+        self, start: datetime | None = None, speed: float = 1.0, *, running: bool = True
+    ) -> None:
         if speed <= 0:
             raise ValueError("clock speed must be greater than 0")
         self.start = start or datetime.now(UTC)
         self.speed = speed
-        self._origin = time.monotonic()
+        self._origin: float | None = time.monotonic() if running else None
+
+    def run(self) -> None:
+        """Set a clock made standing still going, from `start`; a running one runs on."""
+        if self._origin is None:
+            self._origin = time.monotonic()
 
     def now(self) -> datetime:
+        if self._origin is None:
+            return self.start
         return self.start + timedelta(seconds=(time.monotonic() - self._origin) * self.speed)
 
 
