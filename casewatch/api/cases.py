@@ -11,10 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
-from urllib.parse import urlencode
 
-from django.core import signing
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.decorators import decorate_view
@@ -25,6 +22,8 @@ from casewatch.accounts.api_tokens import token_actor
 from casewatch.accounts.models import ApiToken
 from casewatch.api.auth import may_see_clients, token_of
 from casewatch.api.idempotency import idempotent
+from casewatch.api.pages import DEFAULT_LIMIT as DEFAULT_LIMIT  # for casewatch.api.exports
+from casewatch.api.pages import MAX_LIMIT, PageQuery, page_of
 from casewatch.api.problems import Problem
 from casewatch.cases.editing import change_case
 from casewatch.cases.intake import DuplicateCase, add_case
@@ -58,10 +57,6 @@ IDEMPOTENCY_KEY = Header(
     max_length=255,
     description="a repeat within 24 h with the same request gets the first answer again",
 )
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
-CURSOR_SALT = "casewatch.api.cursor"
 
 # --- Schemas ----------------------------------------------------------------------------
 
@@ -162,11 +157,6 @@ class CaseFilters(Schema):
     receipt: str | None = Field(None, description="pending or known")
     state: str | None = Field(None, description="active (default), archived or all")
     sort: str | None = Field(None, description="recent, oldest, receipt, form, added, archived")
-    cursor: str | None = Field(None, max_length=2000)
-    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-
-
-class PageQuery(Schema):
     cursor: str | None = Field(None, max_length=2000)
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 
@@ -302,40 +292,7 @@ def deadline_out(deadline: Deadline) -> dict[str, Any]:
     }
 
 
-# --- Pages --------------------------------------------------------------------------------
-
-
-def page_of(
-    request: HttpRequest,
-    rows: QuerySet[Any] | None,
-    query: dict[str, str],
-    cursor: str | None,
-    limit: int,
-) -> tuple[list[Any], str | None]:
-    """One page of `rows` and the next page's URL.
-
-    The cursor is opaque to clients: a signed position within this very query, so a
-    cursor made for other filters (or forged) is a 400, never another list's page.
-    """
-    offset = 0
-    if cursor:
-        try:
-            found = signing.loads(cursor, salt=CURSOR_SALT)
-        except signing.BadSignature:
-            raise Problem(400, "This cursor was not made by casewatch.") from None
-        if not isinstance(found, dict) or found.get("q") != query:
-            raise Problem(400, "This cursor belongs to another query: keep the same filters.")
-        offset = int(found.get("o", 0))
-    if rows is None:
-        return [], None
-    items = list(rows[offset : offset + limit + 1])
-    following = None
-    if len(items) > limit:
-        token = signing.dumps({"o": offset + limit, "q": query}, salt=CURSOR_SALT)
-        following = request.build_absolute_uri(
-            request.path + "?" + urlencode({**query, "limit": limit, "cursor": token})
-        )
-    return items[:limit], following
+# --- Filters ------------------------------------------------------------------------------
 
 
 def checked_filters(filters: CaseFilters) -> dict[str, str]:
@@ -361,7 +318,21 @@ def _case_of(token: ApiToken, pk: int) -> Case:
 
 @router.get("/cases", response={200: CasePage, **ERRORS, 400: ProblemOut}, url_name="api-cases")
 def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, Any]:
-    """The firm's cases, filtered as in the web app's case list, a page at a time."""
+    """The firm's cases, filtered and sorted as in the web app's case list, a page at a time.
+
+    Every sort is read from the last case's place in it, not by an offset: a case added,
+    archived or removed while you follow `next` moves no other case, so each case that
+    matches throughout and keeps its place is read exactly once. A case whose sort
+    column changes meanwhile moves with it and may be read twice or not at all in this
+    walk: its status (sorts `recent`, `oldest`, `form`), its archiving (`archived`), its
+    receipt given while pending (`receipt`). `added` never moves.
+    """
+    # Keyset on every sort, on the sort's own columns (casewatch.api.pages), rather than
+    # offsets for the sorts on mutable, nullable columns (status_since, archived_at,
+    # receipt_number): with an offset, a case changing status also shifted every case
+    # between its old and new place by one, so other cases were repeated or skipped;
+    # with keyset only the case that moved is affected. NULLs keep each database's own
+    # place (PostgreSQL last ascending, SQLite first), so the order is the web app's.
     token = token_of(request)
     parameters = checked_filters(filters)
     found = matching_cases(token.firm, parameters)

@@ -15,7 +15,8 @@ from ninja import Field, Query, Router, Schema
 
 from casewatch.accounts.models import ApiToken
 from casewatch.api.auth import may_see_clients, token_of
-from casewatch.api.cases import ERRORS, WITH_404, PageQuery, ProblemOut, page_of
+from casewatch.api.cases import ERRORS, WITH_404, ProblemOut
+from casewatch.api.pages import PageQuery, page_of
 from casewatch.api.problems import Problem
 from casewatch.notify.models import (
     Channel,
