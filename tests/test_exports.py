@@ -224,6 +224,9 @@ def test_the_filters_of_the_case_list_apply(firm: Firm) -> None:
     assert receipts(receipt="pending") == [""]
     assert receipts(tag="PRIORITY") == ["EAC2690000001"]
     assert receipts(q="eac269") == ["EAC2690000001", "EAC2690000002"]
+    # A read token searches by receipt only: by name it would learn who the clients are.
+    assert pull(secret, "/exports/cases.csv", q="mctestface").status_code == 403
+    secret = token(firm, "write")
     assert receipts(q="mctestface") == ["EAC2690000001"]
     assert receipts(q="Nobody Atall") == []  # the header alone
 

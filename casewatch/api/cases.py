@@ -36,6 +36,7 @@ from casewatch.cases.queries import (
     clean_parameters,
     matching_cases,
     members,
+    receipt_search,
 )
 from casewatch.cases.sheet import (
     RawRow,
@@ -295,7 +296,9 @@ def deadline_out(deadline: Deadline) -> dict[str, Any]:
 # --- Filters ------------------------------------------------------------------------------
 
 
-def checked_filters(filters: CaseFilters) -> dict[str, str]:
+def checked_filters(filters: CaseFilters, token: ApiToken) -> dict[str, str]:
+    """The filters as the case list reads them; a 422 for an unknown value, and a 403 for
+    a read token searching by name (it would learn who the firm's clients are)."""
     errors = [
         {"field": name, "in": "query", "message": f"one of: {', '.join(allowed)}"}
         for name, allowed in CHOICES.items()
@@ -303,7 +306,13 @@ def checked_filters(filters: CaseFilters) -> dict[str, str]:
     ]
     if errors:
         raise Problem(422, "Some filters have values casewatch does not know.", errors=errors)
-    return clean_parameters({k: v for k, v in filters.dict().items() if isinstance(v, str)})
+    parameters = clean_parameters({k: v for k, v in filters.dict().items() if isinstance(v, str)})
+    searched = parameters.get("q", "")
+    if searched and receipt_search(searched) is None and not may_see_clients(token):
+        raise Problem(
+            403, "A read token searches by receipt; searching by name needs a write token."
+        )
+    return parameters
 
 
 def _case_of(token: ApiToken, pk: int) -> Case:
@@ -334,7 +343,7 @@ def list_cases(request: HttpRequest, filters: Query[CaseFilters]) -> dict[str, A
     # with keyset only the case that moved is affected. NULLs keep each database's own
     # place (PostgreSQL last ascending, SQLite first), so the order is the web app's.
     token = token_of(request)
-    parameters = checked_filters(filters)
+    parameters = checked_filters(filters, token)
     found = matching_cases(token.firm, parameters)
     rows = None if found is None else found.select_related("client")
     items, following = page_of(request, rows, parameters, filters.cursor, filters.limit)

@@ -104,7 +104,7 @@ def export_cases(request: HttpRequest, filters: Query[CaseExportFilters]) -> Htt
     e-mails, phones or notes: those columns are left out.
     """
     token = token_of(request)
-    parameters = checked_filters(filters)
+    parameters = checked_filters(filters, token)
     personal = may_see_clients(token)
     cases = matching_cases(token.firm, parameters)
     _audited("cases.exported", token, audit_details(personal=personal, filters=parameters))
