@@ -103,6 +103,26 @@ def test_an_admin_creates_a_token_whose_secret_works_and_is_shown_only_on_that_p
     assert [c["receipt_number"] for c in answer.json()["items"]] == ["EAC2690012345"]
 
 
+def test_reloading_the_page_that_showed_the_secret_makes_no_second_token(
+    firm: Firm, admin: User
+) -> None:
+    browser = _signed_in(admin)
+    form = browser.get(TOKENS).content.decode()
+    (once,) = re.findall(r'name="once" value="([^"]+)"', form)
+    sent = {"name": "Docketwise sync", "scope": "read", "once": once}
+    assert SECRET.search(browser.post(TOKENS, sent).content.decode())
+
+    reloaded = browser.post(TOKENS, sent, follow=True).content.decode()
+
+    assert ApiToken.objects.filter(firm=firm).count() == 1
+    assert "This form was already sent" in reloaded and not SECRET.search(reloaded)
+    # The next form is a new one: it makes a token.
+    (fresh,) = re.findall(r'name="once" value="([^"]+)"', reloaded)
+    assert fresh != once
+    _create(browser, "Clio export", "read")
+    assert ApiToken.objects.filter(firm=firm).count() == 2
+
+
 def test_a_read_token_made_on_the_page_cannot_write_and_a_write_token_can(
     firm: Firm, admin: User
 ) -> None:

@@ -319,6 +319,24 @@ def test_an_admin_adds_an_endpoint_sees_its_secret_once_tests_it_and_reads_the_l
     assert not WebhookEndpoint.objects.filter(pk=hook.pk).exists()
 
 
+def test_reloading_the_page_that_showed_the_secret_adds_no_second_endpoint(
+    office: Office,
+) -> None:
+    browser = admin_browser(office)
+    form = browser.get("/settings/messaging/webhooks/").content.decode()
+    (once,) = re.findall(r'name="once" value="([^"]+)"', form)
+    sent = {"url": "https://crm.example-law.test/hooks", "event_types": ["status_change"]}
+    first = browser.post("/settings/messaging/webhooks/", {**sent, "once": once})
+    secret = WebhookEndpoint.objects.get(firm=office.firm).secret
+    assert secret in first.content.decode()
+
+    reloaded = browser.post("/settings/messaging/webhooks/", {**sent, "once": once}, follow=True)
+
+    assert WebhookEndpoint.objects.filter(firm=office.firm).count() == 1
+    page = reloaded.content.decode()
+    assert "This form was already sent" in page and secret not in page
+
+
 def test_the_webhooks_pages_read_in_spanish(office: Office) -> None:
     hook = endpoint(office, "https://hooks.example.test/es")
     browser = admin_browser(office, "es-MX,es;q=0.9")

@@ -3,7 +3,8 @@ systems (a case-management system, a script) use for the REST API (docs/api.md).
 
 A new token's secret is in the answer to the POST that made it and nowhere else: not
 in the session, not behind a redirect, not in any cache (`no-store`). Only its hash is
-kept, so the page cannot show it again; a lost secret means a new token.
+kept, so the page cannot show it again; a lost secret means a new token. A reload of
+that answer sends the form again: casewatch.web.once makes it make nothing.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from casewatch.accounts.models import ApiToken, Membership, Scope
 from casewatch.accounts.permissions import Action
 from casewatch.audit.chain import staff_actor
 from casewatch.web.access import staff_view
+from casewatch.web.once import OnceForm, first_sending
 
 
-class TokenForm(forms.Form):
+class TokenForm(OnceForm):
     name = forms.CharField(
         label=gettext_lazy("What it is for"),
         max_length=100,
@@ -39,6 +41,13 @@ class TokenForm(forms.Form):
             "add and change cases, and see clients' names, e-mails and phones."
         ),
     )
+
+
+# A reload of the page that showed a new token sends its form again: nothing is made.
+ALREADY_SENT = gettext_lazy(
+    "This form was already sent: its token was made, and its secret shown once. If the "
+    "secret was not kept, revoke that token and make another."
+)
 
 
 def tokens_of(membership: Membership) -> QuerySet[ApiToken]:
@@ -74,6 +83,9 @@ def api_tokens(request: HttpRequest, membership: Membership) -> HttpResponse:
     form = TokenForm(request.POST)
     if not form.is_valid():
         return _page(request, membership, form)
+    if not first_sending(request, form):
+        messages.info(request, ALREADY_SENT)
+        return redirect("team-api-tokens")
     issued = create_token(
         membership.firm,
         form.cleaned_data["scope"],

@@ -35,11 +35,19 @@ from casewatch.notify.models import (
 from casewatch.notify.route import Source, save_notifications, webhook_draft
 from casewatch.notify.webhook_events import webhook_events
 from casewatch.web.access import staff_view
+from casewatch.web.once import OnceForm, first_sending
 
 # Plain http is for a receiver on the admin's own machine while they build it.
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # How many of an endpoint's latest deliveries its page shows.
 LOG_SIZE = 50
+
+
+# A reload of the page that showed a new endpoint's secret sends its form again.
+ALREADY_SENT = gettext_lazy(
+    "This form was already sent: the endpoint was added, and its secret shown once. If the "
+    "secret was not kept, delete that endpoint and add it again."
+)
 
 
 def new_secret() -> str:
@@ -65,7 +73,7 @@ class EventTypesField(forms.MultipleChoiceField):
     widget = forms.CheckboxSelectMultiple
 
 
-class EndpointForm(forms.Form):
+class EndpointForm(OnceForm):
     """The address (only when adding) and the event types the endpoint takes."""
 
     url = forms.URLField(label=gettext_lazy("Address (URL)"), max_length=500, assume_scheme="https")
@@ -162,6 +170,9 @@ def webhooks(request: HttpRequest, membership: Membership) -> HttpResponse:
     """The firm's endpoints; a POST adds one and shows its secret once."""
     posted = request.POST if request.method == "POST" else None
     form = EndpointForm(posted, initial={"event_types": [e.type for e in webhook_events()]})
+    if posted is not None and form.is_valid() and not first_sending(request, form):
+        messages.info(request, ALREADY_SENT)
+        return redirect("webhooks")
     if posted is not None and form.is_valid():
         secret = new_secret()
         with transaction.atomic():
