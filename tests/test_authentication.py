@@ -213,7 +213,10 @@ def test_an_admin_without_an_app_is_sent_to_set_one_up_from_every_staff_page(
         answer = browser.get(page)
         if page == SET_UP:
             assert answer.status_code == 200
-            assert "You are an admin of your firm" in answer.content.decode()
+            shown = answer.content.decode()
+            assert "You are an admin of your firm" in shown
+            # The header leads nowhere that would only send the admin back here.
+            assert 'href="/cases/"' not in shown and "Log out" in shown
         else:
             assert answer.status_code == 302, page
             assert answer["Location"].startswith(f"{SET_UP}?next="), page

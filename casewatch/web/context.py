@@ -8,6 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from casewatch.accounts.permissions import Action, may
+from casewatch.accounts.two_factor import step_needed
 from casewatch.config import USCIS_SANDBOX_BASE_URL, ConfigError, uscis_settings
 from casewatch.web.access import membership_of, memberships_of
 
@@ -37,14 +38,21 @@ def staff(request: HttpRequest) -> dict[str, Any]:
     Languages are listed under their own names, untranslated, so anyone finds theirs.
     The firm switcher shows only for a member of several firms; a signed-in user without
     an e-mail address (the first admin `casewatch up` made) is asked to add one, since
-    a forgotten password can only be reset by e-mail.
+    a forgotten password can only be reset by e-mail. While a sign-in still owes its
+    second step (a code, or setting up an app), the header offers only logging out and
+    the languages: every other page would send the person back.
     """
     signed_in = request.user.is_authenticated
+    # Signed in but owing the second step: the app's pages only lead back to it.
+    second_step = signed_in and step_needed(request) is not None
     membership = membership_of(request) if signed_in else None
     firms = memberships_of(request) if membership is not None else []
     return {
+        "second_step": second_step,
         "firm_choices": firms if len(firms) > 1 else [],
-        "needs_email": membership is not None and not getattr(request.user, "email", ""),
+        "needs_email": membership is not None
+        and not second_step
+        and not getattr(request.user, "email", ""),
         "language_choices": settings.LANGUAGES,
         "membership": membership,
         "may_manage_team": membership is not None and may(membership.role, Action.MANAGE_TEAM),
