@@ -1,6 +1,7 @@
 """Checking a list of receipts once, as fast as the budget allows.
 
-Used by `casewatch check` and the web app's bulk status check: invalid
+Used by `casewatch check`, and through monitor.budgeted_check by the web app's
+and the API's bulk status checks: invalid
 receipts are reported without costing a call, repeats are asked once, rate
 limits and outages are waited out a few times before an item is given up.
 """
