@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from django.contrib.auth.models import User
+from django.db import OperationalError
 from django.test import Client as Browser
 
 from casewatch import config
@@ -573,6 +574,22 @@ def test_only_a_whole_message_is_a_keyword(text: str, meaning: str | None) -> No
 # -- end to end: the fake over HTTP, calling a live casewatch ---------------------------------
 
 
+def _refreshed(row: Notification) -> bool:
+    """Read the row again while the live server writes it; False while its table is locked.
+
+    The test database is SQLite in memory, shared between this thread and the server's:
+    a reader meets a table lock at once, with no busy timeout to wait it out.
+    """
+    try:
+        row.refresh_from_db()
+    except OperationalError as exc:
+        if "locked" not in str(exc):
+            raise
+        time.sleep(0.05)
+        return False
+    return True
+
+
 def test_the_whatsapp_fake_marks_a_real_send_delivered_then_read_on_a_live_server(
     live_server: Any, client: Client
 ) -> None:
@@ -614,7 +631,8 @@ def test_the_whatsapp_fake_marks_a_real_send_delivered_then_read_on_a_live_serve
         seen: list[str] = []
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            notification.refresh_from_db()
+            if not _refreshed(notification):
+                continue
             if not seen or seen[-1] != notification.status:
                 seen.append(notification.status)
             if notification.status == "read":
